@@ -1,0 +1,1 @@
+"""The `styleseg` command line: one module per group of subcommands."""

@@ -1,0 +1,133 @@
+"""`styleseg prepare`, `styleseg info`, `styleseg data download`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from styleseg.cli.common import add_data_arg, resolve_data
+from styleseg.data.download import DATASETS, default_cache_root, download_dataset
+from styleseg.data.geometry import parse_resolution
+from styleseg.data.prepare import prepare_dataset
+from styleseg.data.store import PreparedDataset
+from styleseg.errors import StylesegError
+from styleseg.viz import grid, save_png, triplet, upscale, with_legend
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "prepare",
+        help="read a source dataset and write a fast prepared store",
+        description="Read a CCP or paired-folder dataset and write a memory-mappable store "
+        "(uint8 images, masks, labeled flags, splits) with dataset.json.",
+    )
+    add_data_arg(p, "source dataset: CCP layout or images/+masks/+classes.json (default: $STYLESEG_DATA)")
+    p.add_argument("--out", required=True, help="folder to create for the prepared dataset")
+    p.add_argument("--resolution", default="96x64", help="HxW, e.g. 96x64 (default) or 192x128")
+    p.add_argument(
+        "--classes",
+        default=None,
+        help="class map: ccp-12 (CCP default), ccp-full, person, source (paired default), or a YAML/JSON file",
+    )
+    p.add_argument("--workers", type=int, default=None, help="decoding processes (default: CPU count)")
+    p.add_argument("--force", action="store_true", help="replace an existing prepared dataset at --out")
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser(
+        "info",
+        help="print counts, classes and frequencies of a prepared dataset",
+        description="Describe a prepared dataset; optionally write a preview grid of image | coloured mask | overlay.",
+    )
+    add_data_arg(p, "prepared dataset folder (default: $STYLESEG_DATA)")
+    p.add_argument("--preview", default=None, help="write a preview PNG here")
+    p.add_argument("--split", default="train", choices=["train", "val", "test"], help="split to preview")
+    p.add_argument("--n", type=int, default=16, help="samples in the preview (default 16)")
+    p.add_argument("--seed", type=int, default=0, help="which samples to preview")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("data", help="dataset utilities (download)")
+    data_sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    d = data_sub.add_parser(
+        "download",
+        help="download a public dataset archive and cache it",
+        description="Fetch, check and extract a public dataset atomically; a second call "
+        "does nothing. Known: " + ", ".join(sorted(DATASETS)),
+    )
+    d.add_argument("name", choices=sorted(DATASETS))
+    d.add_argument("--root", default=None, help=f"where to keep datasets (default: {default_cache_root()})")
+    d.add_argument("--url", default=None, help="alternative archive URL (a mirror, or file:// for a local copy)")
+    d.add_argument("--sha256", default=None, help="expected SHA-256 of the archive")
+    d.set_defaults(func=cmd_download)
+
+
+def cmd_prepare(args) -> int:
+    source = resolve_data(args.data)
+    try:
+        resolution = parse_resolution(args.resolution)
+    except ValueError as exc:
+        raise StylesegError(str(exc)) from exc
+    bar = tqdm(total=None, desc="prepare", unit="img", disable=not sys.stderr.isatty())
+
+    def progress(done, total):
+        bar.total = total
+        bar.update(done - bar.n)
+
+    meta = prepare_dataset(source, Path(args.out), resolution, args.classes, args.workers, args.force, progress)
+    bar.close()
+    print(f"prepared {meta['num_samples']} samples at {args.resolution} into {args.out} in {meta['prepare_seconds']} s")
+    print_summary(meta)
+    return 0
+
+
+def print_summary(meta: dict) -> None:
+    counts = meta["counts"]
+    labeled = sum(c["labeled"] for c in counts.values())
+    unlabeled = sum(c["unlabeled"] for c in counts.values())
+    print(f"resolution {meta['resolution'][0]}x{meta['resolution'][1]} (HxW); classes '{meta['classes']['name']}'")
+    print(f"{labeled} labeled, {unlabeled} unlabeled")
+    print(f"{'split':<8}{'labeled':>9}{'unlabeled':>11}")
+    for split, c in counts.items():
+        print(f"{split:<8}{c['labeled']:>9}{c['unlabeled']:>11}")
+    print(f"\n{'id':>3}  {'class':<16}{'colour':<15}{'train pixels':>13}")
+    freq = meta["class_pixel_frequency"]
+    for c in meta["classes"]["classes"]:
+        color = "#{:02x}{:02x}{:02x}".format(*c["color"])
+        print(f"{c['id']:>3}  {c['name']:<16}{color:<15}{100 * freq[c['name']]:>12.2f}%")
+    for depth, level in enumerate(meta["classes"].get("coarse_levels", [])):
+        groups = "; ".join(f"{g['name']}: {', '.join(g['members'])}" for g in level)
+        print(f"coarse level {depth}: {groups}")
+
+
+def cmd_info(args) -> int:
+    ds = PreparedDataset(resolve_data(args.data))
+    print(f"prepared dataset {ds.root} (from {ds.meta['source']['path']})")
+    print_summary(ds.meta)
+    if args.preview:
+        idx = ds.indices(args.split, labeled_only=True)
+        if len(idx) == 0:
+            raise StylesegError(f"{ds.root}: split '{args.split}' has no labeled samples to preview")
+        pick = np.sort(np.random.default_rng(args.seed).choice(idx, min(args.n, len(idx)), replace=False))
+        images, masks = ds.load_batch(pick)
+        palette = ds.class_map.palette
+        tiles = [triplet(images[i].permute(1, 2, 0).numpy(), masks[i].numpy(), palette) for i in range(len(pick))]
+        picture = upscale(grid(tiles, cols=4), 2)
+        save_png(with_legend(picture, ds.class_map.classes, palette), args.preview)
+        print(f"preview of {len(pick)} {args.split} samples (image | mask | overlay): {args.preview}")
+    return 0
+
+
+def cmd_download(args) -> int:
+    root = Path(args.root) if args.root else default_cache_root()
+    bar = tqdm(unit="B", unit_scale=True, desc=f"download {args.name}", disable=not sys.stderr.isatty())
+
+    def progress(done, total):
+        bar.total = total or None
+        bar.update(done - bar.n)
+
+    path, fetched = download_dataset(args.name, root, args.url, args.sha256, progress)
+    bar.close()
+    print(f"{'downloaded' if fetched else 'already present'}: {path}")
+    return 0

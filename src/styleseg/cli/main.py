@@ -1,0 +1,40 @@
+"""Entry point: `styleseg <command> ...`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from styleseg import __version__
+from styleseg.errors import StylesegError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from styleseg.cli import data_cmds, train_cmd
+
+    parser = argparse.ArgumentParser(
+        prog="styleseg",
+        description="A style-based GAN that learns fashion photos and their segmentation maps jointly.",
+    )
+    parser.add_argument("--version", action="version", version=f"styleseg {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in (data_cmds, train_cmd):
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except StylesegError as exc:
+        print(f"styleseg {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"styleseg {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

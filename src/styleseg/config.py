@@ -1,0 +1,299 @@
+"""Typed run configuration: nested dataclasses, loaded from a YAML preset, overridden with
+`--set section.key=value`, validated in __post_init__, and written into every run folder."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from styleseg.errors import StylesegError
+
+
+class ConfigError(StylesegError):
+    pass
+
+
+@dataclass
+class ModelConfig:
+    """Generator and discriminator architecture."""
+
+    resolution: tuple[int, int] = (48, 32)
+    """Final output H, W; must be base_shape times a power of two."""
+    base_shape: tuple[int, int] = (3, 2)
+    """H, W of the learned constant input (3x2 suits the 3:2 portrait default); each stage doubles it."""
+    z_dim: int = 512
+    """Latent z size."""
+    w_dim: int = 512
+    """Intermediate latent w size."""
+    mapping_layers: int = 8
+    """Depth of the mapping network z -> w."""
+    mapping_lr_mul: float = 0.01
+    """Learning-rate multiplier of the mapping network (equalized learning rate)."""
+    channel_base: int = 4096
+    """Channels of stage 0 before the cap; halves every stage (4096 with a 512 cap = StyleGAN's widths)."""
+    channel_max: int = 512
+    """Upper bound on channels of any stage."""
+    mbstd_group: int = 4
+    """Group size of the minibatch standard deviation layer in D."""
+    w_avg_beta: float = 0.995
+    """Decay of the tracked average w used by the truncation trick."""
+    style_mixing_prob: float = 0.9
+    """Probability of mixing two latents during training (style mixing regularisation)."""
+    truncation_cutoff: int | None = None
+    """Number of style layers ψ applies to (from the coarsest); None = all layers."""
+
+    def __post_init__(self) -> None:
+        self.resolution, self.base_shape = tuple(self.resolution), tuple(self.base_shape)
+        ratio = self.resolution[0] / self.base_shape[0]
+        if ratio != self.resolution[1] / self.base_shape[1] or ratio < 1 or not math.log2(ratio).is_integer():
+            raise ConfigError(
+                f"model.resolution {self.resolution} must be model.base_shape {self.base_shape} times a power of two"
+            )
+
+    @property
+    def num_stages(self) -> int:
+        return int(math.log2(self.resolution[0] // self.base_shape[0])) + 1
+
+    def stage_shape(self, stage: int) -> tuple[int, int]:
+        return self.base_shape[0] << stage, self.base_shape[1] << stage
+
+    def channels(self, stage: int) -> int:
+        """Feature maps at a stage: halve as resolution doubles, capped at channel_max (as in StyleGAN)."""
+        return max(min(self.channel_base >> stage, self.channel_max), 8)
+
+
+@dataclass
+class ScheduleConfig:
+    """Growth schedule, all in kimg (thousands of real images shown to D)."""
+
+    stable_kimg: float = 20.0
+    """kimg each resolution trains at full strength (the first resolution too)."""
+    fade_kimg: float = 20.0
+    """kimg over which each new resolution fades in (alpha 0 -> 1)."""
+    seg_start_kimg: float | None = 40.0
+    """kimg at which segmentation channels are added; None trains images only."""
+    seg_fade_kimg: float = 10.0
+    """kimg over which the discriminator's segmentation input fades in."""
+    class_split_kimg: list[float] = field(default_factory=list)
+    """kimg of each coarse-to-fine class split; segmentation starts that many levels above the finest."""
+    total_kimg: float = 200.0
+    """Length of training."""
+
+    def __post_init__(self) -> None:
+        self.class_split_kimg = [float(k) for k in self.class_split_kimg]
+        if self.class_split_kimg and self.seg_start_kimg is None:
+            raise ConfigError("schedule.class_split_kimg needs schedule.seg_start_kimg")
+        if self.class_split_kimg != sorted(self.class_split_kimg):
+            raise ConfigError("schedule.class_split_kimg must increase")
+        if self.class_split_kimg and self.class_split_kimg[0] <= self.seg_start_kimg:
+            raise ConfigError("class splits must come after schedule.seg_start_kimg")
+        if min(self.stable_kimg, self.fade_kimg, self.seg_fade_kimg) < 0 or self.total_kimg <= 0:
+            raise ConfigError("schedule lengths must be non-negative and total_kimg positive")
+
+
+@dataclass
+class OptimConfig:
+    """Losses, optimisers and batch sizes."""
+
+    batch: list[int] = field(default_factory=lambda: [32])
+    """Batch per stage (per process); the last value applies to later stages."""
+    lr: list[float] = field(default_factory=lambda: [0.0015])
+    """Adam learning rate per stage; the last value applies to later stages."""
+    betas: tuple[float, float] = (0.0, 0.99)
+    """Adam betas, as in StyleGAN."""
+    loss: str = "logistic"
+    """'logistic' (non-saturating, with R1) or 'wgan-gp'."""
+    r1_gamma: float = 10.0
+    """R1 penalty weight on real inputs (image and mask channels)."""
+    r1_interval: int = 16
+    """Lazy regularisation: R1 every N discriminator steps, scaled by N."""
+    gp_weight: float = 10.0
+    """WGAN-GP gradient penalty weight."""
+    ema_kimg: float = 10.0
+    """Half-life of the generator EMA in kimg."""
+    ema_rampup: float | None = 0.05
+    """Cap the EMA half-life at this fraction of kimg so far (early samples follow G closely)."""
+
+    def __post_init__(self) -> None:
+        if self.loss not in {"logistic", "wgan-gp"}:
+            raise ConfigError(f"optim.loss must be 'logistic' or 'wgan-gp', not '{self.loss}'")
+        self.batch, self.lr = [int(b) for b in self.batch], [float(v) for v in self.lr]
+        if not self.batch or min(self.batch) < 1 or not self.lr:
+            raise ConfigError("optim.batch and optim.lr need at least one positive value")
+        self.betas = tuple(self.betas)
+
+    def at_stage(self, values: list, stage: int):
+        return values[min(stage, len(values) - 1)]
+
+
+@dataclass
+class AugmentConfig:
+    """Adaptive discriminator augmentation (ADA)."""
+
+    enabled: bool = True
+    """Augment real and fake inputs of D with probability p."""
+    target: float = 0.6
+    """Target of the overfitting signal r_t = E[sign(D(real))]."""
+    adjust_kimg: float = 100.0
+    """kimg for p to go from 0 to 1 at the fastest."""
+    interval: int = 4
+    """Adjust p every N discriminator steps."""
+    fixed_p: float | None = None
+    """Use this p throughout instead of adapting it."""
+    xflip: float = 1.0
+    translate: float = 1.0
+    scale: float = 1.0
+    rotate: float = 1.0
+    aniso: float = 1.0
+    brightness: float = 1.0
+    contrast: float = 1.0
+    saturation: float = 1.0
+
+
+@dataclass
+class MaskInputConfig:
+    """How masks are shown to D (real masks are area fractions, fake ones softmax probabilities)."""
+
+    mode: str = "noise"
+    """'noise': the same Gaussian noise on real and fake masks; 'soft': plain probabilities;
+    'straight_through': hard one-hot fakes with softmax gradients."""
+    noise_std: float = 0.1
+    """Standard deviation of the mask noise in 'noise' mode."""
+
+    def __post_init__(self) -> None:
+        if self.mode not in {"noise", "soft", "straight_through"}:
+            raise ConfigError(f"masks.mode must be noise, soft or straight_through, not '{self.mode}'")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; written to config.json in the run folder."""
+
+    preset: str = "custom"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    masks: MaskInputConfig = field(default_factory=MaskInputConfig)
+    classes: str | None = None
+    """Class map for raw data (default: the dataset's); prepared data carries its own."""
+    seed: int = 0
+    """Seed of everything random in the run."""
+    device: str = "auto"
+    """auto | cpu | cuda | cuda:N."""
+    dtype: str = "fp32"
+    """fp32 or bf16 (autocast)."""
+    channels_last: bool = False
+    """Use channels_last memory format."""
+    threads: int | None = None
+    """CPU threads for torch (None: torch's default)."""
+    snapshot_kimg: float = 10.0
+    """Write a sample grid every this many kimg."""
+    checkpoint_kimg: float = 20.0
+    """Write a checkpoint every this many kimg."""
+    keep_checkpoints: int = 3
+    """How many recent checkpoints to keep."""
+    log_every: int = 20
+    """Log scalars every N steps."""
+    grid_seeds: int = 16
+    """Number of fixed seeds in sample grids."""
+
+    def __post_init__(self) -> None:
+        if self.dtype not in {"fp32", "bf16"}:
+            raise ConfigError(f"dtype must be fp32 or bf16, not '{self.dtype}'")
+        if self.keep_checkpoints < 1:
+            raise ConfigError("keep_checkpoints must be at least 1")
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping")
+        return from_dict(tp, value, where)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, where)
+    if origin in (list, tuple):
+        if not isinstance(value, list | tuple):
+            value = [value]
+        (item,) = typing.get_args(tp)[:1] or (Any,)
+        items = [_coerce(item, v, where) for v in value]
+        return tuple(items) if origin is tuple else items
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if tp in (int, float, str):
+        try:
+            return tp(value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}") from exc
+    return value
+
+
+def from_dict(cls, data: dict, where: str = "config"):
+    """Build a dataclass from a dict, refusing unknown keys."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {unknown}; known: {sorted(names)}")
+    kwargs = {k: _coerce(hints[k], v, f"{where}.{k}") for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def to_dict(cfg) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def preset_names() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("styleseg.presets").iterdir() if p.name.endswith(".yaml"))
+
+
+def load_preset(name_or_path: str) -> dict:
+    path = Path(name_or_path)
+    if path.suffix in {".yaml", ".yml"} and path.is_file():
+        text = path.read_text()
+    elif name_or_path in preset_names():
+        text = resources.files("styleseg.presets").joinpath(f"{name_or_path}.yaml").read_text()
+    else:
+        raise ConfigError(f"unknown preset '{name_or_path}': choose from {preset_names()} or give a YAML file")
+    data = yaml.safe_load(text) or {}
+    data.setdefault("preset", path.stem if path.suffix else name_or_path)
+    return data
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply `a.b=value` overrides (values parsed as YAML) to a nested dict."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got '{item}'")
+        key, raw = item.split("=", 1)
+        node = data
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {key}: '{part}' is not a section")
+        node[parts[-1]] = yaml.safe_load(raw)
+    return data
+
+
+def build_config(preset: str, overrides: list[str] | None = None) -> TrainConfig:
+    return from_dict(TrainConfig, apply_overrides(load_preset(preset), overrides or []))
+
+
+def config_from_json(data: dict) -> TrainConfig:
+    return from_dict(TrainConfig, data)

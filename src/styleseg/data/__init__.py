@@ -1,0 +1,1 @@
+"""Data: readers of source layouts, class maps, geometry, and the prepared training store."""

@@ -1,0 +1,178 @@
+"""`styleseg prepare`: read a source dataset once and write a memory-mappable store for training.
+
+The store holds uint8 images (N, H, W, 3), uint8 class-id masks (N, H, W), a labeled flag and a
+split per sample, plus dataset.json. It is written into a temporary folder and renamed at the end,
+so an interrupted run never leaves something that looks complete.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+import time
+from concurrent.futures import ProcessPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from styleseg import __version__
+from styleseg.data.classes import ClassMap, get_class_map
+from styleseg.data.geometry import letterbox_image, letterbox_mask
+from styleseg.data.readers import SPLITS, PairedFolderReader, SourceSample, open_source, read_image
+from styleseg.errors import DataError
+
+FORMAT_VERSION = 1
+SPLIT_CODES = {name: i for i, name in enumerate(SPLITS)}
+
+# Per-worker state, set once by _init_worker so samples travel as small records.
+_WORKER: dict = {}
+
+
+def resolve_class_map(reader, classes: str | None) -> ClassMap:
+    name = classes or reader.default_class_map
+    if name == "source":
+        if not isinstance(reader, PairedFolderReader):
+            raise DataError(f"{reader.root}: class map 'source' needs a paired dataset with classes.json")
+        return reader.own_class_map
+    return get_class_map(name)
+
+
+def _init_worker(reader, lut: np.ndarray, num_classes: int, out_hw: tuple[int, int], threads: int = 0) -> None:
+    if threads:
+        torch.set_num_threads(threads)  # one thread per worker process: the processes are the parallelism
+    _WORKER.update(reader=reader, lut=lut, num_classes=num_classes, out_hw=out_hw)
+
+
+def _process(sample: SourceSample) -> tuple[np.ndarray, np.ndarray | None]:
+    reader, lut, out_hw = _WORKER["reader"], _WORKER["lut"], _WORKER["out_hw"]
+    image = read_image(sample.image_path)
+    source_mask = reader.read_mask(sample)
+    if source_mask is None:
+        return letterbox_image(image, out_hw), None
+    if source_mask.shape != image.shape[:2]:
+        raise DataError(
+            f"{sample.mask_path}: mask is {source_mask.shape[0]}x{source_mask.shape[1]} (HxW) but its photo "
+            f"{sample.image_path.name} is {image.shape[0]}x{image.shape[1]}"
+        )
+    top = int(source_mask.max())
+    if top >= len(lut):
+        raise DataError(
+            f"{sample.mask_path}: label id {top} is outside the {len(lut)} labels of this dataset (0..{len(lut) - 1})"
+        )
+    classes = lut[source_mask]
+    return letterbox_image(image, out_hw), letterbox_mask(classes, out_hw, _WORKER["num_classes"])
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in folder.iterdir():
+        with open(path, "rb") as f:
+            os.fsync(f.fileno())
+
+
+def prepare_dataset(
+    source: Path,
+    out: Path,
+    resolution: tuple[int, int],
+    classes: str | None = None,
+    workers: int | None = None,
+    force: bool = False,
+    progress=None,
+) -> dict:
+    """Prepare `source` into the store `out`; returns the dataset.json contents."""
+    out = Path(out)
+    if out.exists() and not force:
+        raise DataError(
+            f"{out}: already exists; pass --force to replace it (the old one is kept until the new one is complete)"
+        )
+    reader = open_source(Path(source))
+    class_map = resolve_class_map(reader, classes)
+    lut = class_map.source_lut(reader.source_labels, where=f"{reader.root} ({reader.name} labels)")
+    samples = reader.samples
+    n, (h, w) = len(samples), resolution
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    start = time.perf_counter()
+    try:
+        images = np.lib.format.open_memmap(tmp / "images.npy", "w+", np.uint8, (n, h, w, 3))
+        masks = np.lib.format.open_memmap(tmp / "masks.npy", "w+", np.uint8, (n, h, w))
+        labeled = np.zeros(n, dtype=bool)
+        split = np.array([SPLIT_CODES[s.split] for s in samples], dtype=np.uint8)
+        workers = workers or min(os.cpu_count() or 1, 8)
+        init = (reader, lut, class_map.num_classes, (h, w))
+        if workers > 1:
+            # spawn, not fork: a forked child of a process that already ran torch ops can deadlock in OpenMP.
+            pool = ProcessPoolExecutor(
+                workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker, initargs=(*init, 1)
+            )
+            results = pool.map(_process, samples, chunksize=16)
+        else:
+            pool = None
+            _init_worker(*init)
+            results = map(_process, samples)
+        try:
+            for i, (image, mask) in enumerate(results):
+                images[i] = image
+                if mask is not None:
+                    masks[i] = mask
+                    labeled[i] = True
+                if progress:
+                    progress(i + 1, n)
+        finally:
+            if pool:
+                pool.shutdown(cancel_futures=True)
+        images.flush()
+        masks.flush()
+        del images, masks
+        np.save(tmp / "labeled.npy", labeled)
+        np.save(tmp / "split.npy", split)
+        (tmp / "ids.json").write_text(json.dumps([s.id for s in samples]))
+        meta = _metadata(reader, class_map, resolution, np.load(tmp / "masks.npy", mmap_mode="r"), labeled, split)
+        meta["prepare_seconds"] = round(time.perf_counter() - start, 1)
+        (tmp / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
+        _fsync_tree(tmp)
+        _replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return meta
+
+
+def _replace(tmp: Path, out: Path) -> None:
+    """Move the finished store into place; an old store is removed only after the rename."""
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old)
+    else:
+        tmp.rename(out)
+
+
+def _metadata(reader, class_map: ClassMap, resolution, masks, labeled, split) -> dict:
+    counts = {}
+    for name, code in SPLIT_CODES.items():
+        in_split = split == code
+        counts[name] = {"labeled": int((in_split & labeled).sum()), "unlabeled": int((in_split & ~labeled).sum())}
+    train_labeled = np.flatnonzero((split == SPLIT_CODES["train"]) & labeled)
+    pixels = np.zeros(class_map.num_classes, dtype=np.int64)
+    for start in range(0, len(train_labeled), 256):
+        chunk = np.asarray(masks[train_labeled[start : start + 256]])
+        pixels += np.bincount(chunk.ravel(), minlength=class_map.num_classes)
+    freq = pixels / max(pixels.sum(), 1)
+    return {
+        "format_version": FORMAT_VERSION,
+        "styleseg_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "source": {"path": str(Path(reader.root).resolve()), "layout": reader.name},
+        "resolution": list(resolution),
+        "num_samples": int(len(split)),
+        "counts": counts,
+        "classes": class_map.to_json(),
+        "class_pixel_frequency": {c: float(f) for c, f in zip(class_map.classes, freq)},
+    }

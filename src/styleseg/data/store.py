@@ -1,0 +1,114 @@
+"""The prepared store, read through memory maps, and a resumable sampler over it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from styleseg.data.classes import ClassMap
+from styleseg.data.prepare import FORMAT_VERSION, SPLIT_CODES
+from styleseg.errors import DataError
+
+
+class PreparedDataset:
+    """A prepared dataset folder (see `styleseg prepare`)."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        meta_path = self.root / "dataset.json"
+        if not meta_path.is_file():
+            raise DataError(f"{meta_path}: missing; {self.root} is not a prepared dataset (run `styleseg prepare`)")
+        try:
+            self.meta = json.loads(meta_path.read_text())
+        except ValueError as exc:
+            raise DataError(f"{meta_path}: not valid JSON ({exc})") from exc
+        if self.meta.get("format_version") != FORMAT_VERSION:
+            raise DataError(f"{meta_path}: format version {self.meta.get('format_version')}, expected {FORMAT_VERSION}")
+        try:
+            self.images = np.load(self.root / "images.npy", mmap_mode="r")  # (N, H, W, 3) uint8
+            self.masks = np.load(self.root / "masks.npy", mmap_mode="r")  # (N, H, W) uint8
+            self.labeled = np.load(self.root / "labeled.npy")
+            self.split = np.load(self.root / "split.npy")
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{self.root}: prepared store is incomplete or corrupt ({exc})") from exc
+        self.class_map = ClassMap.from_json(self.meta["classes"])
+        self.resolution = tuple(self.meta["resolution"])
+        if self.images.shape[1:3] != self.resolution or len(self.images) != len(self.labeled):
+            raise DataError(f"{self.root}: arrays do not match dataset.json")
+
+    def __len__(self) -> int:
+        return len(self.labeled)
+
+    @property
+    def ids(self) -> list[str]:
+        return json.loads((self.root / "ids.json").read_text())
+
+    def indices(self, split: str = "train", labeled_only: bool = False) -> np.ndarray:
+        keep = self.split == SPLIT_CODES[split]
+        if labeled_only:
+            keep &= self.labeled
+        return np.flatnonzero(keep)
+
+    def load_batch(self, idx: np.ndarray, flip: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images (B, 3, H, W) uint8 and masks (B, H, W) uint8 for sample indices, optionally flipped."""
+        order = np.argsort(idx)  # sorted reads are faster on a memory map
+        images = np.empty((len(idx), *self.images.shape[1:]), dtype=np.uint8)
+        masks = np.empty((len(idx), *self.masks.shape[1:]), dtype=np.uint8)
+        images[order] = self.images[idx[order]]
+        masks[order] = self.masks[idx[order]]
+        if flip is not None and flip.any():
+            images[flip] = images[flip, :, ::-1]
+            masks[flip] = masks[flip, :, ::-1]
+        return torch.from_numpy(images).permute(0, 3, 1, 2), torch.from_numpy(masks)
+
+
+@dataclass
+class SamplerState:
+    epoch: int = 0
+    position: int = 0
+
+
+class EpochSampler:
+    """Shuffles `indices` each epoch from (seed, epoch) alone, so its state is two integers and a
+    resumed run sees exactly the data order it would have seen. Each global batch is cut into
+    per-rank slices, so N ranks with batch b see the same samples as one rank with batch N*b."""
+
+    def __init__(self, indices: np.ndarray, seed: int, flip: bool = True, rank: int = 0, world_size: int = 1):
+        if len(indices) == 0:
+            raise DataError("no samples to train on in this split")
+        self.indices, self.seed, self.flip = np.asarray(indices), seed, flip
+        self.rank, self.world_size = rank, world_size
+        self.state = SamplerState()
+        self._epoch_cache: tuple[int, np.ndarray, np.ndarray] | None = None
+
+    def _epoch(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        if self._epoch_cache is None or self._epoch_cache[0] != epoch:
+            rng = np.random.default_rng([self.seed, epoch])
+            perm = self.indices[rng.permutation(len(self.indices))]
+            flips = rng.random(len(self.indices)) < 0.5 if self.flip else np.zeros(len(self.indices), bool)
+            self._epoch_cache = (epoch, perm, flips)
+        return self._epoch_cache[1], self._epoch_cache[2]
+
+    def next_global(self, global_batch: int) -> tuple[np.ndarray, np.ndarray]:
+        """The next `global_batch` (index, flip) pairs, continuing across epoch ends."""
+        idx, flips = [], []
+        need = global_batch
+        while need:
+            perm, flip = self._epoch(self.state.epoch)
+            take = min(need, len(perm) - self.state.position)
+            idx.append(perm[self.state.position : self.state.position + take])
+            flips.append(flip[self.state.position : self.state.position + take])
+            self.state.position += take
+            need -= take
+            if self.state.position == len(perm):
+                self.state = SamplerState(self.state.epoch + 1, 0)
+        return np.concatenate(idx), np.concatenate(flips)
+
+    def next(self, batch_per_rank: int) -> tuple[np.ndarray, np.ndarray]:
+        idx, flips = self.next_global(batch_per_rank * self.world_size)
+        part = slice(self.rank * batch_per_rank, (self.rank + 1) * batch_per_rank)
+        return idx[part], flips[part]

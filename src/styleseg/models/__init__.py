@@ -1,0 +1,1 @@
+"""Networks: equalized-learning-rate layers, the style-based generator, the discriminator, growth."""

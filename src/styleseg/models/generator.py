@@ -1,0 +1,179 @@
+"""The style-based generator: mapping network z -> w, then a synthesis network from a learned
+constant, with per-layer styles (AdaIN) and noise, growing in resolution stage by stage, with an
+output head per stage that emits RGB plus segmentation logits at the active class level."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from styleseg.config import ModelConfig
+from styleseg.models.layers import (
+    AdaIN,
+    Blur,
+    EqualConv2d,
+    EqualLinear,
+    NoiseInjection,
+    fade,
+    lrelu,
+    pixel_norm,
+    upsample2,
+)
+
+
+@dataclass
+class GeneratorOutput:
+    img: torch.Tensor  # (B, 3, H, W), roughly in [-1, 1]
+    seg: torch.Tensor | None  # (B, K, H, W) logits at the active class level, or None before segmentation
+    ws: torch.Tensor  # (B, num_ws, w_dim) the styles used
+
+
+class MappingNetwork(nn.Module):
+    """z -> w: pixel-normalised z through an MLP with a reduced learning rate."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        dims = [cfg.z_dim] + [cfg.w_dim] * cfg.mapping_layers
+        self.layers = nn.ModuleList(EqualLinear(a, b, lr_mul=cfg.mapping_lr_mul) for a, b in zip(dims, dims[1:]))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        x = pixel_norm(z)
+        for layer in self.layers:
+            x = lrelu(layer(x))
+        return x
+
+
+class StyledLayer(nn.Module):
+    """The epilogue of every synthesis conv: noise, bias, leaky ReLU, AdaIN."""
+
+    def __init__(self, channels: int, w_dim: int):
+        super().__init__()
+        self.noise = NoiseInjection(channels)
+        self.bias = nn.Parameter(torch.zeros(1, channels, 1, 1))
+        self.adain = AdaIN(channels, w_dim)
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        return self.adain(lrelu(self.noise(x, noise) + self.bias), w)
+
+
+class SynthesisBlock(nn.Module):
+    """One resolution: (constant | upsample, conv3x3, blur) then conv3x3; two styled layers."""
+
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, shape: tuple[int, int] | None):
+        super().__init__()
+        if shape is not None:  # the first block starts from a learned constant
+            self.const = nn.Parameter(torch.ones(1, out_channels, *shape))
+        else:
+            self.conv0 = EqualConv2d(in_channels, out_channels, 3, bias=False)
+            self.blur = Blur(out_channels)
+        self.layer0 = StyledLayer(out_channels, w_dim)
+        self.conv1 = EqualConv2d(out_channels, out_channels, 3, bias=False)
+        self.layer1 = StyledLayer(out_channels, w_dim)
+
+    def forward(self, x, w0, w1, noise0, noise1) -> torch.Tensor:
+        if hasattr(self, "const"):
+            x = self.const.expand(w0.shape[0], -1, -1, -1)
+        else:
+            x = self.blur(self.conv0(upsample2(x)))
+        x = self.layer0(x, w0, noise0)
+        return self.layer1(self.conv1(x), w1, noise1)
+
+
+class OutputHead(nn.Module):
+    """1x1 convs from features to RGB and to segmentation logits, one seg conv per class level."""
+
+    def __init__(self, channels: int, level_sizes: list[int]):
+        super().__init__()
+        self.rgb = EqualConv2d(channels, 3, 1, gain=1.0)
+        self.seg = nn.ModuleList(EqualConv2d(channels, k, 1, gain=1.0) for k in level_sizes)
+
+    def forward(self, x: torch.Tensor, seg_level: int | None) -> torch.Tensor:
+        rgb = self.rgb(x)
+        if seg_level is None:
+            return rgb
+        return torch.cat([rgb, self.seg[seg_level](x)], dim=1)  # (B, 3 + K, H, W)
+
+
+class Generator(nn.Module):
+    """G(z) -> (image, segmentation logits). Growth state (stage, alpha, seg_level) is an argument."""
+
+    def __init__(self, cfg: ModelConfig, level_sizes: list[int]):
+        super().__init__()
+        self.cfg, self.level_sizes = cfg, list(level_sizes)
+        self.num_ws = 2 * cfg.num_stages
+        self.mapping = MappingNetwork(cfg)
+        self.blocks = nn.ModuleList()
+        self.heads = nn.ModuleList()
+        for s in range(cfg.num_stages):
+            in_ch = cfg.channels(max(s - 1, 0))
+            self.blocks.append(SynthesisBlock(in_ch, cfg.channels(s), cfg.w_dim, cfg.base_shape if s == 0 else None))
+            self.heads.append(OutputHead(cfg.channels(s), level_sizes))
+        self.register_buffer("w_avg", torch.zeros(cfg.w_dim))
+
+    def make_noise(
+        self, batch: int, stage: int, generator: torch.Generator | None = None, device: torch.device | None = None
+    ) -> list[torch.Tensor]:
+        """Per-layer noise maps (B, 1, H, W) for stages up to `stage`."""
+        device = device or self.w_avg.device
+        noise = []
+        for s in range(stage + 1):
+            h, w = self.cfg.stage_shape(s)
+            noise += [torch.randn(batch, 1, h, w, generator=generator, device=device) for _ in range(2)]
+        return noise
+
+    def styles(
+        self, z: torch.Tensor, psi: float = 1.0, mix_z: torch.Tensor | None = None, mix_cut: int | None = None
+    ) -> torch.Tensor:
+        """z (B, z_dim) -> ws (B, num_ws, w_dim), with optional style mixing and truncation."""
+        ws = self.mapping(z)[:, None].repeat(1, self.num_ws, 1)
+        if mix_z is not None and mix_cut is not None:
+            ws[:, mix_cut:] = self.mapping(mix_z)[:, None]
+        if psi != 1.0:
+            cutoff = self.cfg.truncation_cutoff or self.num_ws
+            ws[:, :cutoff] = self.w_avg.lerp(ws[:, :cutoff], psi)
+        return ws
+
+    @torch.no_grad()
+    def update_w_avg(self, w_mean: torch.Tensor) -> None:
+        """Track the average w for the truncation trick (w_mean: the batch mean, all ranks reduced)."""
+        self.w_avg.lerp_(w_mean.float(), 1 - self.cfg.w_avg_beta)
+
+    def synthesis(
+        self,
+        ws: torch.Tensor,
+        stage: int,
+        alpha: float = 1.0,
+        seg_level: int | None = None,
+        noise: list[torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """ws (B, num_ws, w_dim) -> img (B, 3, H_s, W_s), seg logits (B, K, H_s, W_s) or None."""
+        if noise is None:
+            noise = self.make_noise(ws.shape[0], stage, device=ws.device)
+        x = skip = None
+        for s in range(stage + 1):
+            x = self.blocks[s](x, ws[:, 2 * s], ws[:, 2 * s + 1], noise[2 * s], noise[2 * s + 1])
+            if s == stage - 1 and alpha < 1:
+                skip = upsample2(self.heads[s](x, seg_level))
+        out = self.heads[stage](x, seg_level)
+        if skip is not None:
+            out = fade(skip, out, alpha)
+        return out[:, :3], (out[:, 3:] if seg_level is not None else None)
+
+    def forward(
+        self,
+        z: torch.Tensor,
+        stage: int,
+        alpha: float = 1.0,
+        seg_level: int | None = None,
+        psi: float = 1.0,
+        noise: list[torch.Tensor] | None = None,
+        mix_z: torch.Tensor | None = None,
+        mix_cut: int | None = None,
+    ) -> GeneratorOutput:
+        """Mapping, then synthesis. Randomness (z, noise, mixing) comes from the caller, so that a
+        sample is a pure function of its seed and data-parallel ranks can slice one global batch."""
+        ws = self.styles(z, psi, mix_z, mix_cut)
+        img, seg = self.synthesis(ws, stage, alpha, seg_level, noise)
+        return GeneratorOutput(img, seg, ws)

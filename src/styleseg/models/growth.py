@@ -1,0 +1,145 @@
+"""Growth: where in the schedule training is (a pure function of kimg), and the
+function-preserving operations that happen at growth events.
+
+Three kinds of growth:
+- resolution: a new stage fades in (alpha 0 -> 1); at alpha 0 G's output is the previous stage's
+  output up-sampled and D sees the previous stage's input, so nothing changes at the event;
+- segmentation channels: G's seg head starts emitting logits and D's seg input fades in
+  (seg_alpha 0 -> 1), so D's output is unchanged at the event;
+- class split: the logits of each child class start as the parent's minus log(#children), so the
+  merged child probabilities equal the parent probability; D's input weights for each child start
+  as the parent's, so D sees the merged mask exactly as before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from styleseg.config import ConfigError, ModelConfig, ScheduleConfig
+from styleseg.data.classes import Level
+
+
+@dataclass(frozen=True)
+class GrowthState:
+    stage: int
+    """Active resolution stage (0 = base shape)."""
+    alpha: float
+    """Fade-in of the active stage (1 = fully grown)."""
+    seg_level: int | None
+    """Active class level (index into the class map's levels, coarsest first), or None before segmentation."""
+    seg_alpha: float
+    """Fade-in of D's segmentation input."""
+
+    @property
+    def structure(self) -> tuple[int, int | None]:
+        """What changes only at growth events."""
+        return self.stage, self.seg_level
+
+
+@dataclass(frozen=True)
+class GrowthEvent:
+    kimg: float
+    kind: str  # 'resolution' | 'segmentation' | 'class-split'
+    detail: str
+
+
+def first_seg_level(schedule: ScheduleConfig, num_levels: int) -> int:
+    level = num_levels - 1 - len(schedule.class_split_kimg)
+    if level < 0:
+        raise ConfigError(
+            f"schedule.class_split_kimg has {len(schedule.class_split_kimg)} splits but the class map has only "
+            f"{num_levels - 1} coarse levels"
+        )
+    return level
+
+
+def growth_at(kimg: float, schedule: ScheduleConfig, num_stages: int, num_levels: int) -> GrowthState:
+    """The growth state after `kimg` thousand real images."""
+    stage, alpha = 0, 1.0
+    t = kimg - schedule.stable_kimg
+    for s in range(1, num_stages):
+        if t < 0:
+            break
+        stage = s
+        if t < schedule.fade_kimg:
+            alpha = t / schedule.fade_kimg
+            break
+        t -= schedule.fade_kimg + schedule.stable_kimg
+    seg_level, seg_alpha = None, 0.0
+    if schedule.seg_start_kimg is not None and kimg >= schedule.seg_start_kimg:
+        seg_level = first_seg_level(schedule, num_levels) + sum(kimg >= k for k in schedule.class_split_kimg)
+        into = kimg - schedule.seg_start_kimg
+        seg_alpha = min(1.0, into / schedule.seg_fade_kimg) if schedule.seg_fade_kimg > 0 else 1.0
+    return GrowthState(stage, alpha, seg_level, seg_alpha)
+
+
+def schedule_events(schedule: ScheduleConfig, model: ModelConfig, levels: list[Level]) -> list[GrowthEvent]:
+    """Every growth event of a run, in order, for --dry-run and the log."""
+    events = []
+    k = schedule.stable_kimg
+    for s in range(1, model.num_stages):
+        if k >= schedule.total_kimg:
+            break
+        h, w = model.stage_shape(s)
+        events.append(GrowthEvent(k, "resolution", f"{h}x{w} fades in over {schedule.fade_kimg:g} kimg"))
+        k += schedule.fade_kimg + schedule.stable_kimg
+    if schedule.seg_start_kimg is not None and schedule.seg_start_kimg < schedule.total_kimg:
+        level = first_seg_level(schedule, len(levels))
+        names = ", ".join(levels[level].names)
+        events.append(
+            GrowthEvent(
+                schedule.seg_start_kimg,
+                "segmentation",
+                f"{levels[level].num_classes} mask channels ({names}), D input fades in over "
+                f"{schedule.seg_fade_kimg:g} kimg",
+            )
+        )
+        for i, k in enumerate(schedule.class_split_kimg):
+            if k < schedule.total_kimg:
+                new = levels[level + i + 1]
+                events.append(
+                    GrowthEvent(
+                        k,
+                        "class-split",
+                        f"{levels[level + i].num_classes} -> {new.num_classes} classes ({', '.join(new.names)})",
+                    )
+                )
+    return sorted(events, key=lambda e: e.kimg)
+
+
+def parent_index(coarse: Level, fine: Level) -> np.ndarray:
+    """For each group of `fine`, the group of `coarse` that contains it."""
+    parents = np.zeros(fine.num_classes, dtype=np.int64)
+    for f_cls, group in enumerate(fine.fine_to_group):
+        parents[group] = coarse.fine_to_group[f_cls]
+    return parents
+
+
+@torch.no_grad()
+def split_generator_classes(G, level_from: int, level_to: int, parents: np.ndarray) -> None:
+    """Child logits = parent logit - log(#children): merged child probabilities equal the parent's."""
+    idx = torch.as_tensor(parents, device=G.w_avg.device)
+    counts = torch.bincount(idx, minlength=int(idx.max()) + 1).float()
+    for head in G.heads:
+        old, new = head.seg[level_from], head.seg[level_to]
+        bias = old.bias[idx] - torch.log(counts[idx]).to(old.bias.dtype)
+        new.set_effective(old.effective_weight[idx], bias)
+
+
+@torch.no_grad()
+def split_discriminator_classes(D, level_from: int, level_to: int, parents: np.ndarray) -> None:
+    """Each child's input weights = its parent's, so D(child mask) = D(merged parent mask)."""
+    idx = torch.as_tensor(parents, device=next(D.parameters()).device)
+    for layer in D.inputs:
+        old, new = layer.seg[level_from], layer.seg[level_to]
+        new.set_effective(old.effective_weight[:, idx], old.bias)
+
+
+def merge_probabilities(probs: torch.Tensor, parents: np.ndarray, num_parents: int) -> torch.Tensor:
+    """(B, K_fine, H, W) -> (B, K_coarse, H, W) by summing children into their parents."""
+    idx = torch.as_tensor(parents, device=probs.device)
+    out = probs.new_zeros(probs.shape[0], num_parents, *probs.shape[2:])
+    return out.index_add_(1, idx, probs)

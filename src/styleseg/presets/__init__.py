@@ -1,0 +1,1 @@
+"""Training presets shipped as YAML; `styleseg train --preset NAME`."""

@@ -1,0 +1,67 @@
+"""Turning seeds into (image, mask) pairs: each sample is a pure function of its seed, so any
+sample can be regenerated alone, whatever batch it was generated in."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from styleseg.models.generator import Generator, GeneratorOutput
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' picks CUDA when present, else the CPU: the one device choice of every command."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        from styleseg.errors import StylesegError
+
+        raise StylesegError(f"--device {name}: CUDA is not available on this machine")
+    return device
+
+
+def seed_latents(
+    G: Generator, seeds: Sequence[int], stage: int, device: torch.device
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """z (B, z_dim) and per-layer noise for each seed, drawn from a generator seeded by it alone."""
+    zs, noises = [], []
+    for seed in seeds:
+        gen = torch.Generator().manual_seed(int(seed))
+        zs.append(torch.randn(1, G.cfg.z_dim, generator=gen))
+        noises.append(G.make_noise(1, stage, generator=gen, device=torch.device("cpu")))
+    z = torch.cat(zs).to(device)
+    noise = [torch.cat([n[i] for n in noises]).to(device) for i in range(len(noises[0]))]
+    return z, noise
+
+
+def to_uint8_images(img: torch.Tensor) -> np.ndarray:
+    """(B, 3, H, W) in [-1, 1] -> (B, H, W, 3) uint8."""
+    return (img.float() * 127.5 + 128).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def to_class_ids(seg: torch.Tensor) -> np.ndarray:
+    """(B, K, H, W) logits -> (B, H, W) uint8 class ids (argmax)."""
+    return seg.argmax(1).to(torch.uint8).cpu().numpy()
+
+
+@torch.no_grad()
+def synthesize(
+    G: Generator,
+    seeds: Sequence[int],
+    stage: int,
+    alpha: float,
+    seg_level: int | None,
+    psi: float = 1.0,
+    device: torch.device | None = None,
+    ws: torch.Tensor | None = None,
+) -> GeneratorOutput:
+    """Samples for `seeds` at a growth state; `ws` replaces the mapped styles when given."""
+    device = device or G.w_avg.device
+    z, noise = seed_latents(G, seeds, stage, device)
+    if ws is None:
+        ws = G.styles(z, psi)
+    img, seg = G.synthesis(ws, stage, alpha, seg_level, noise)
+    return GeneratorOutput(img, seg, ws)

@@ -1,0 +1,1 @@
+"""Training: losses, augmentation, EMA, checkpoints, distributed helpers and the loop."""

@@ -1,0 +1,121 @@
+"""Adaptive discriminator augmentation (Karras et al. 2020), for images with mask channels.
+
+Geometric operations move RGB and mask channels together; colour operations touch RGB only. Every
+operation runs per sample with probability p, on real and fake inputs alike, and p follows an
+overfitting signal r_t = E[sign(D(real))] toward a target. Written with plain torch (affine_grid +
+grid_sample) because the mask channels must share each sample's exact transform and stay
+differentiable for G.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from styleseg.config import AugmentConfig
+from styleseg.training.randomness import BatchRandom
+
+
+def _gate(rand: BatchRandom, b: int, p: float, strength: float, device) -> torch.Tensor:
+    """(B,) 1.0 where an operation applies to the sample, else 0.0."""
+    return (rand.rand(b) < p * strength).float().to(device)
+
+
+def augment(
+    img: torch.Tensor, seg: torch.Tensor | None, p: float, cfg: AugmentConfig, rand: BatchRandom
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """img (B, 3, H, W) in [-1, 1], seg (B, K, H, W) probabilities -> augmented copies."""
+    b, _, h, w = img.shape
+    dev = img.device
+    if p <= 0:
+        return img, seg
+    # Geometry: a random 2x3 pixel-space transform per sample (identity where an op is off).
+    eye = torch.eye(3, device=dev).repeat(b, 1, 1)
+    m = eye.clone()
+    flip = 1 - 2 * (_gate(rand, b, p, cfg.xflip, dev) * (rand.rand(b).to(dev) < 0.5).float())
+    m = m @ _scale(flip, torch.ones_like(flip))
+    t = _gate(rand, b, p, cfg.translate, dev)[:, None] * rand.randn(b, 2).to(dev) * 0.125
+    m = m @ _translate(t[:, 0] * w, t[:, 1] * h)
+    s = torch.exp2(_gate(rand, b, p, cfg.scale, dev) * rand.randn(b).to(dev) * 0.2)
+    m = m @ _scale(s, s)
+    r = _gate(rand, b, p, cfg.rotate, dev) * (rand.rand(b).to(dev) * 2 - 1) * math.pi
+    m = m @ _rotate(r)
+    a = torch.exp2(_gate(rand, b, p, cfg.aniso, dev) * rand.randn(b).to(dev) * 0.2)
+    m = m @ _scale(a, 1 / a)
+    # Pixel space -> the normalised coordinates of affine_grid (x in [-1, 1] spans W pixels).
+    to_norm = torch.diag(torch.tensor([2 / w, 2 / h, 1.0], device=dev))
+    from_norm = torch.diag(torch.tensor([w / 2, h / 2, 1.0], device=dev))
+    theta = (to_norm @ m @ from_norm)[:, :2].to(img.dtype)
+    x = img if seg is None else torch.cat([img, seg.to(img.dtype)], dim=1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    img, seg = x[:, :3], (x[:, 3:] if seg is not None else None)
+    # Colour, RGB only.
+    bright = _gate(rand, b, p, cfg.brightness, dev) * rand.randn(b).to(dev) * 0.2
+    img = img + bright.to(img.dtype)[:, None, None, None]
+    contrast = torch.exp2(_gate(rand, b, p, cfg.contrast, dev) * rand.randn(b).to(dev) * 0.5)
+    mean = img.mean(dim=(1, 2, 3), keepdim=True)
+    img = (img - mean) * contrast.to(img.dtype)[:, None, None, None] + mean
+    sat = torch.exp2(_gate(rand, b, p, cfg.saturation, dev) * rand.randn(b).to(dev))
+    luma = img.mean(dim=1, keepdim=True)
+    img = torch.lerp(luma, img, sat.to(img.dtype)[:, None, None, None])
+    return img, seg
+
+
+def _translate(tx: torch.Tensor, ty: torch.Tensor) -> torch.Tensor:
+    m = torch.eye(3, device=tx.device).repeat(len(tx), 1, 1)
+    m[:, 0, 2], m[:, 1, 2] = tx, ty
+    return m
+
+
+def _scale(sx: torch.Tensor, sy: torch.Tensor) -> torch.Tensor:
+    m = torch.eye(3, device=sx.device).repeat(len(sx), 1, 1)
+    m[:, 0, 0], m[:, 1, 1] = sx, sy
+    return m
+
+
+def _rotate(angle: torch.Tensor) -> torch.Tensor:
+    m = torch.eye(3, device=angle.device).repeat(len(angle), 1, 1)
+    c, s = torch.cos(angle), torch.sin(angle)
+    m[:, 0, 0], m[:, 0, 1], m[:, 1, 0], m[:, 1, 1] = c, -s, s, c
+    return m
+
+
+class AdaController:
+    """Keeps p and adjusts it from the sign of D's outputs on real data."""
+
+    def __init__(self, cfg: AugmentConfig):
+        self.cfg = cfg
+        self.p = float(cfg.fixed_p) if cfg.fixed_p is not None else 0.0
+        self.sign_sum = 0.0
+        self.count = 0
+        self.last_rt = 0.0
+
+    @property
+    def active(self) -> bool:
+        return self.cfg.enabled
+
+    def accumulate(self, real_logits: torch.Tensor) -> None:
+        self.sign_sum += float(torch.sign(real_logits.detach()).sum())
+        self.count += real_logits.numel()
+
+    def maybe_adjust(self, step: int, global_batch: int, all_reduce=None) -> None:
+        """Every `interval` steps move p toward the target; all_reduce sums (sign_sum, count) over ranks."""
+        if not self.cfg.enabled or self.cfg.fixed_p is not None or (step + 1) % self.cfg.interval:
+            return
+        stats = torch.tensor([self.sign_sum, float(self.count)], dtype=torch.float64)
+        if all_reduce is not None:
+            stats = all_reduce(stats)
+        self.last_rt = float(stats[0] / max(stats[1], 1))
+        step_size = global_batch * self.cfg.interval / (self.cfg.adjust_kimg * 1000)
+        self.p = min(max(self.p + math.copysign(step_size, self.last_rt - self.cfg.target), 0.0), 1.0)
+        self.sign_sum, self.count = 0.0, 0
+
+    def state_dict(self) -> dict:
+        return {"p": self.p, "sign_sum": self.sign_sum, "count": self.count, "last_rt": self.last_rt}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.p, self.sign_sum = float(state["p"]), float(state["sign_sum"])
+        self.count, self.last_rt = int(state["count"]), float(state["last_rt"])

@@ -1,0 +1,466 @@
+"""The training loop: one D step and one G step per iteration, growth events when the schedule
+says so, EMA, ADA, logs, sample grids and checkpoints. Resuming restores every piece of state, so
+a resumed run reproduces an uninterrupted one exactly on the same machine."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import signal
+import time
+from contextlib import nullcontext
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from styleseg.config import TrainConfig, to_dict
+from styleseg.data.geometry import downsample, soft_onehot
+from styleseg.data.store import EpochSampler, PreparedDataset, SamplerState
+from styleseg.errors import StylesegError
+from styleseg.models.discriminator import Discriminator
+from styleseg.models.generator import Generator
+from styleseg.models.growth import (
+    GrowthState,
+    growth_at,
+    parent_index,
+    schedule_events,
+    split_discriminator_classes,
+    split_generator_classes,
+)
+from styleseg.models.layers import downsample2, upsample2
+from styleseg.sampling import synthesize, to_class_ids, to_uint8_images
+from styleseg.training import distributed as dist
+from styleseg.training.augment import AdaController, augment
+from styleseg.training.checkpoint import load_state, load_weights, save_checkpoint
+from styleseg.training.ema import ema_beta, ema_update
+from styleseg.training.losses import d_logistic, d_wgan, g_nonsaturating, g_wgan, gradient_penalty, r1_penalty
+from styleseg.training.randomness import BatchRandom
+from styleseg.training.run_dir import RunLogger
+from styleseg.viz import grid, save_png, triplet, upscale, with_legend
+
+
+class TrainingError(StylesegError):
+    pass
+
+
+def mask_for_d(
+    probs: torch.Tensor, logits: torch.Tensor | None, mode: str, noise_std: float, rand: BatchRandom
+) -> torch.Tensor:
+    """What D sees of a mask. Real masks arrive as area fractions (logits None), fake ones as logits.
+    'straight_through' shows fakes as hard one-hot maps whose gradient is the softmax's; 'noise' adds
+    the same Gaussian noise to real and fake masks, hiding the sharpness gap between one-hot reals
+    and softmax fakes so D must judge the layout instead."""
+    if logits is not None and mode == "straight_through":
+        hard = F.one_hot(probs.argmax(1), probs.shape[1]).permute(0, 3, 1, 2).to(probs.dtype)
+        probs = hard + probs - probs.detach()
+    if mode == "noise" and noise_std > 0:
+        b, k, h, w = probs.shape
+        probs = probs + noise_std * rand.randn(b, k, h, w).to(probs.dtype)
+    return probs
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, data: PreparedDataset, run: Path, device: torch.device):
+        self.cfg, self.data, self.run, self.device = cfg, data, run, device
+        self.rank, self.world = dist.rank(), dist.world_size()
+        self.levels = data.class_map.levels()
+        sizes = [lvl.num_classes for lvl in self.levels]
+        self.events = schedule_events(cfg.schedule, cfg.model, self.levels)
+        factor = data.resolution[0] / cfg.model.resolution[0]
+        if factor != data.resolution[1] / cfg.model.resolution[1] or factor < 1 or not math.log2(factor).is_integer():
+            raise StylesegError(
+                f"{data.root}: prepared at {data.resolution[0]}x{data.resolution[1]}, which is not the model "
+                f"resolution {cfg.model.resolution[0]}x{cfg.model.resolution[1]} times a power of two"
+            )
+        self.data_factor = int(factor)
+        torch.manual_seed(cfg.seed)  # same initial weights on every rank
+        self.G = Generator(cfg.model, sizes).to(device)
+        self.D = Discriminator(cfg.model, sizes).to(device)
+        if cfg.channels_last:
+            self.G, self.D = self.G.to(memory_format=torch.channels_last), self.D.to(memory_format=torch.channels_last)
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        betas = tuple(cfg.optim.betas)
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=cfg.optim.lr[0], betas=betas, eps=1e-8)
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=cfg.optim.lr[0], betas=betas, eps=1e-8)
+        if self.world > 1:
+            kwargs = {"device_ids": [device.index]} if device.type == "cuda" else {}
+            # Inactive stages and class levels have no gradient in a given step, hence find_unused_parameters.
+            self.G_ddp = DistributedDataParallel(self.G, find_unused_parameters=True, **kwargs)
+            self.D_ddp = DistributedDataParallel(self.D, find_unused_parameters=True, **kwargs)
+        else:
+            self.G_ddp, self.D_ddp = self.G, self.D
+        self.image_sampler = EpochSampler(data.indices("train"), cfg.seed, True, self.rank, self.world)
+        labeled = data.indices("train", labeled_only=True)
+        self.seg_sampler = EpochSampler(labeled, cfg.seed + 1, True, self.rank, self.world) if len(labeled) else None
+        if cfg.schedule.seg_start_kimg is not None and self.seg_sampler is None:
+            raise StylesegError(
+                f"{data.root}: the schedule adds segmentation but the train split has no labeled samples"
+            )
+        self.level_luts = [torch.tensor(lvl.fine_to_group, dtype=torch.long) for lvl in self.levels]
+        self.ada = AdaController(cfg.augment)
+        self.rand = BatchRandom(self.rank, self.world, device)
+        self.images_seen, self.step = 0, 0
+        self.structure: tuple | None = None
+        self.next_snapshot = self.next_checkpoint = 0
+        self.stop_signal: int | None = None
+        self.logger = RunLogger(run, enabled=dist.is_main())
+        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.dtype == "bf16" else nullcontext()
+        self._timer = (time.perf_counter(), 0)
+
+    # ----- state -----
+    @property
+    def kimg(self) -> float:
+        return self.images_seen / 1000
+
+    def growth(self) -> GrowthState:
+        return growth_at(self.kimg, self.cfg.schedule, self.cfg.model.num_stages, len(self.levels))
+
+    def state_dict(self) -> dict:
+        return {
+            "images_seen": self.images_seen,
+            "step": self.step,
+            "structure": list(self.structure) if self.structure else None,
+            "next_snapshot": self.next_snapshot,
+            "next_checkpoint": self.next_checkpoint,
+            "opt_G": self.opt_G.state_dict(),
+            "opt_D": self.opt_D.state_dict(),
+            "ada": self.ada.state_dict(),
+            "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "image_sampler": asdict(self.image_sampler.state),
+            "seg_sampler": asdict(self.seg_sampler.state) if self.seg_sampler else None,
+            "world_size": self.world,
+        }
+
+    def load(self, ckpt: Path) -> None:
+        """Restore everything from a checkpoint (any number of processes may have written it)."""
+        for name, module in (("G", self.G), ("D", self.D), ("G_ema", self.G_ema)):
+            load_weights(module, ckpt / f"{name}.safetensors")
+        state = load_state(ckpt / "state.pt")
+        self.images_seen, self.step = int(state["images_seen"]), int(state["step"])
+        self.structure = tuple(state["structure"]) if state["structure"] else None
+        self.next_snapshot, self.next_checkpoint = state["next_snapshot"], state["next_checkpoint"]
+        self.opt_G.load_state_dict(state["opt_G"])
+        self.opt_D.load_state_dict(state["opt_D"])
+        self.ada.load_state_dict(state["ada"])
+        torch.set_rng_state(state["rng_cpu"])
+        if state["rng_cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng_cuda"])
+        self.image_sampler.state = SamplerState(**state["image_sampler"])
+        if self.seg_sampler and state["seg_sampler"]:
+            self.seg_sampler.state = SamplerState(**state["seg_sampler"])
+
+    def meta(self) -> dict:
+        return {
+            "kimg": self.kimg,
+            "step": self.step,
+            "growth": asdict(self.growth()),
+            "classes": self.data.class_map.to_json(),
+            "data": str(self.data.root),
+        }
+
+    def save(self) -> Path:
+        dist.check_consistent({"G": self.G, "D": self.D, "G_ema": self.G_ema})
+        path = None
+        if dist.is_main():
+            path = save_checkpoint(
+                self.run / "checkpoints",
+                f"ckpt-{self.images_seen:09d}",
+                {"G": self.G, "D": self.D, "G_ema": self.G_ema},
+                self.state_dict(),
+                to_dict(self.cfg),
+                self.meta(),
+                self.cfg.keep_checkpoints,
+            )
+            self.logger.event({"event": "checkpoint", "kimg": self.kimg, "path": str(path)})
+        dist.barrier()
+        return path
+
+    # ----- growth -----
+    def apply_growth(self, st: GrowthState) -> None:
+        """Run the function-preserving operation of each growth event between two structures."""
+        old_stage, old_level = self.structure if self.structure else (0, None)
+        for name, detail in self._growth_messages(old_stage, old_level, st):
+            dist.print0(f"growth event at kimg {self.kimg:.1f}: {name}: {detail}")
+            self.logger.event({"event": "growth", "kind": name, "kimg": self.kimg, "detail": detail})
+        if old_level is not None and st.seg_level is not None:
+            for level in range(old_level, st.seg_level):
+                parents = parent_index(self.levels[level], self.levels[level + 1])
+                for G in (self.G, self.G_ema):
+                    split_generator_classes(G, level, level + 1, parents)
+                split_discriminator_classes(self.D, level, level + 1, parents)
+        self.structure = st.structure
+
+    def _growth_messages(self, old_stage, old_level, st):
+        if self.structure is None:
+            h, w = self.cfg.model.stage_shape(st.stage)
+            yield (
+                "start",
+                f"resolution {h}x{w}, "
+                + ("images only" if st.seg_level is None else f"{self.levels[st.seg_level].num_classes} classes"),
+            )
+            return
+        for s in range(old_stage + 1, st.stage + 1):
+            h, w = self.cfg.model.stage_shape(s)
+            yield "resolution", f"{h}x{w} fades in"
+        if old_level is None and st.seg_level is not None:
+            lvl = self.levels[st.seg_level]
+            yield "segmentation", f"{lvl.num_classes} mask channels added ({', '.join(lvl.names)})"
+        elif old_level is not None and st.seg_level is not None and st.seg_level > old_level:
+            lvl = self.levels[st.seg_level]
+            yield (
+                "class-split",
+                f"{self.levels[old_level].num_classes} -> {lvl.num_classes} classes ({', '.join(lvl.names)})",
+            )
+
+    # ----- one iteration -----
+    def real_inputs(self, st: GrowthState, batch: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        sampler = self.seg_sampler if st.seg_level is not None else self.image_sampler
+        idx, flip = sampler.next(batch)
+        images, masks = self.data.load_batch(idx, flip)
+        factor = self.data_factor << (self.cfg.model.num_stages - 1 - st.stage)
+        img = downsample(images.to(self.device).float() / 127.5 - 1, factor)  # (B, 3, H_s, W_s)
+        seg = None
+        if st.seg_level is not None:
+            ids = self.level_luts[st.seg_level][masks.long()].to(self.device)
+            seg = soft_onehot(ids, self.levels[st.seg_level].num_classes, factor)  # (B, K, H_s, W_s)
+        if st.alpha < 1 and st.stage > 0:  # show reals as blurry as the fading-in generator's output
+            img = torch.lerp(upsample2(downsample2(img)), img, st.alpha)
+            if seg is not None:
+                seg = torch.lerp(upsample2(downsample2(seg)), seg, st.alpha)
+        return img, seg
+
+    def latents(self, st: GrowthState, batch: int) -> dict:
+        z = self.rand.randn(batch, self.cfg.model.z_dim)
+        noise = []
+        for s in range(st.stage + 1):
+            h, w = self.cfg.model.stage_shape(s)
+            noise += [self.rand.randn(batch, 1, h, w) for _ in range(2)]
+        mix_z = mix_cut = None
+        if self.rand.scalar() < self.cfg.model.style_mixing_prob:
+            mix_cut = self.rand.randint(1, 2 * (st.stage + 1))
+            mix_z = self.rand.randn(batch, self.cfg.model.z_dim)
+        return {"z": z, "noise": noise, "mix_z": mix_z, "mix_cut": mix_cut}
+
+    def d_inputs(self, img, seg_probs, seg_logits, st):
+        if seg_probs is not None:
+            seg_probs = mask_for_d(seg_probs, seg_logits, self.cfg.masks.mode, self.cfg.masks.noise_std, self.rand)
+        if self.cfg.augment.enabled:
+            img, seg_probs = augment(img, seg_probs, self.ada.p, self.cfg.augment, self.rand)
+        return img, seg_probs
+
+    def train_step(self) -> dict:
+        cfg, st = self.cfg, self.growth()
+        if st.structure != self.structure:
+            self.apply_growth(st)
+        batch = cfg.optim.at_stage(cfg.optim.batch, st.stage)
+        lr = cfg.optim.at_stage(cfg.optim.lr, st.stage)
+        for opt in (self.opt_G, self.opt_D):
+            for group in opt.param_groups:
+                group["lr"] = lr
+        d_args = {"stage": st.stage, "alpha": st.alpha, "seg_level": st.seg_level, "seg_alpha": st.seg_alpha}
+        g_args = {"stage": st.stage, "alpha": st.alpha, "seg_level": st.seg_level}
+        logistic = cfg.optim.loss == "logistic"
+        stats = {}
+
+        # Discriminator: real vs fake, with lazy R1 every r1_interval steps.
+        real_img, real_seg = self.real_inputs(st, batch)
+        lat = self.latents(st, batch)
+        with torch.no_grad(), self.autocast:
+            fake = self.G(**lat, **g_args)
+        do_r1 = logistic and cfg.optim.r1_gamma > 0 and self.step % cfg.optim.r1_interval == 0
+        real_list = [real_img] + ([real_seg] if real_seg is not None else [])
+        if do_r1:
+            real_list = [t.detach().requires_grad_(True) for t in real_list]
+        fake_seg = fake.seg.float().softmax(1) if fake.seg is not None else None
+        with self.autocast:
+            r_img, r_seg = self.d_inputs(real_list[0], real_list[1] if len(real_list) > 1 else None, None, st)
+            f_img, f_seg = self.d_inputs(fake.img.float(), fake_seg, fake.seg, st)
+            real_logits = self.D_ddp(r_img, r_seg, **d_args).float()
+            fake_logits = self.D_ddp(f_img, f_seg, **d_args).float()
+        loss_d = d_logistic(real_logits, fake_logits) if logistic else d_wgan(real_logits, fake_logits)
+        if do_r1:
+            r1 = r1_penalty(real_logits, real_list)
+            loss_d = loss_d + r1 * (cfg.optim.r1_gamma / 2 * cfg.optim.r1_interval)
+            stats["r1"] = float(r1.detach())
+        if not logistic:
+            eps = self.rand.rand(batch, 1, 1, 1)
+            fakes = [f_img.detach()] + ([f_seg.detach()] if f_seg is not None else [])
+            reals = [r_img.detach()] + ([r_seg.detach()] if r_seg is not None else [])
+            gp = gradient_penalty(
+                lambda xs: self.D_ddp(xs[0], xs[1] if len(xs) > 1 else None, **d_args), reals, fakes, eps
+            )
+            loss_d = loss_d + cfg.optim.gp_weight * gp
+            stats["gp"] = float(gp)
+        self.opt_D.zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.opt_D.step()
+        self.ada.accumulate(real_logits)
+
+        # Generator: fool D (D's weights frozen; its raw module avoids a second DDP reduction).
+        lat = self.latents(st, batch)
+        self.D.requires_grad_(False)
+        with self.autocast:
+            out = self.G_ddp(**lat, **g_args)
+            seg_probs = out.seg.float().softmax(1) if out.seg is not None else None
+            img, seg = self.d_inputs(out.img.float(), seg_probs, out.seg, st)
+            gen_logits = self.D(img, seg, **d_args).float()
+        loss_g = g_nonsaturating(gen_logits) if logistic else g_wgan(gen_logits)
+        self.opt_G.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_G.step()
+        self.D.requires_grad_(True)
+        self.G.update_w_avg(dist.all_reduce_mean(out.ws[:, 0].detach().float().mean(0)))
+
+        global_batch = batch * self.world
+        self.images_seen += global_batch
+        ema_update(
+            self.G_ema, self.G, ema_beta(global_batch, self.images_seen, cfg.optim.ema_kimg, cfg.optim.ema_rampup)
+        )
+        self.ada.maybe_adjust(self.step, global_batch, dist.all_reduce_sum)
+        self.step += 1
+        loss_d_value, loss_g_value = float(loss_d), float(loss_g)
+        if not (math.isfinite(loss_d_value) and math.isfinite(loss_g_value)):
+            raise TrainingError(
+                f"non-finite loss at kimg {self.kimg:.2f} (step {self.step}): D {loss_d_value}, G {loss_g_value}; "
+                f"stopped without saving, the last good checkpoint is in {self.run / 'checkpoints'}"
+            )
+        stats.update(
+            loss_D=loss_d_value,
+            loss_G=loss_g_value,
+            real_score=float(real_logits.mean()),
+            fake_score=float(fake_logits.mean()),
+        )
+        return stats
+
+    # ----- outputs -----
+    @torch.no_grad()
+    def snapshot(self) -> Path | None:
+        """Sample grid from fixed seeds with G_ema: image | coloured mask | overlay."""
+        if not dist.is_main():
+            return None
+        st = self.growth()
+        seeds = list(range(self.cfg.grid_seeds))
+        out = synthesize(self.G_ema, seeds, st.stage, st.alpha, st.seg_level, device=self.device)
+        images = to_uint8_images(out.img)
+        zoom = self.cfg.model.resolution[0] // images.shape[1]
+        if out.seg is not None:
+            level = self.levels[st.seg_level]
+            masks = to_class_ids(out.seg)
+            tiles = [upscale(triplet(images[i], masks[i], level.palette), zoom) for i in range(len(seeds))]
+            picture = with_legend(upscale(grid(tiles, cols=4), 2), level.names, level.palette)
+        else:
+            tiles = [upscale(images[i], zoom) for i in range(len(seeds))]
+            picture = upscale(grid(tiles, cols=8), 2)
+        path = self.run / "samples" / f"grid-{self.images_seen // 1000:06d}kimg.png"
+        path.parent.mkdir(exist_ok=True)
+        save_png(picture, path)
+        return path
+
+    def _install_signal_handlers(self) -> None:
+        def handler(signum, frame):
+            self.stop_signal = signum
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, handler)
+
+    def train(self, progress: bool = True) -> int:
+        """Train to total_kimg; returns the exit code (128 + signal when stopped by one)."""
+        cfg = self.cfg
+        total = int(cfg.schedule.total_kimg * 1000)
+        self._install_signal_handlers()
+        bar = tqdm(
+            total=total,
+            initial=self.images_seen,
+            unit="img",
+            disable=not (progress and dist.is_main()),
+            dynamic_ncols=True,
+            smoothing=0.05,
+        )
+        t_start, seen_start = time.perf_counter(), self.images_seen
+        while self.images_seen < total:
+            if self.images_seen >= self.next_snapshot:
+                self.snapshot()
+                self.next_snapshot += int(cfg.snapshot_kimg * 1000)
+            if self.images_seen >= self.next_checkpoint:
+                due = self.images_seen > 0
+                while self.next_checkpoint <= self.images_seen:  # advance first: the saved state is "done"
+                    self.next_checkpoint += int(cfg.checkpoint_kimg * 1000)
+                if due:
+                    self.save()
+            stats = self.train_step()
+            bar.update(self.images_seen - bar.n)
+            if self.step % cfg.log_every == 0 or self.images_seen >= total:
+                elapsed = time.perf_counter() - t_start
+                st = self.growth()
+                h, w = cfg.model.stage_shape(st.stage)
+                record = {
+                    "kimg": round(self.kimg, 3),
+                    "step": self.step,
+                    "resolution": h,
+                    "res_w": w,
+                    "stage": st.stage,
+                    "alpha": round(st.alpha, 4),
+                    "classes": self.levels[st.seg_level].num_classes if st.seg_level is not None else 0,
+                    "seg_alpha": round(st.seg_alpha, 4),
+                    "augment_p": round(self.ada.p, 4),
+                    "ada_rt": round(self.ada.last_rt, 4),
+                    "images_per_s": round((self.images_seen - seen_start) / max(elapsed, 1e-9), 2),
+                    **{k: round(v, 5) for k, v in stats.items()},
+                }
+                self.logger.scalars(record, self.images_seen)
+                bar.set_postfix(
+                    res=f"{h}x{w}",
+                    a=f"{st.alpha:.2f}",
+                    K=record["classes"],
+                    p=f"{self.ada.p:.2f}",
+                    D=f"{stats['loss_D']:.2f}",
+                    G=f"{stats['loss_G']:.2f}",
+                )
+            if self.stop_signal is not None:
+                bar.close()
+                path = self.save()
+                dist.print0(f"stopped by signal {self.stop_signal} at kimg {self.kimg:.2f}; checkpoint: {path}")
+                return 128 + self.stop_signal
+        bar.close()
+        self.snapshot()
+        path = self.save()
+        rate = (self.images_seen - seen_start) / max(time.perf_counter() - t_start, 1e-9)
+        dist.print0(f"done: {self.kimg:.1f} kimg, {rate:.1f} images/s this session; checkpoint: {path}")
+        self.logger.close()
+        return 0
+
+
+def describe_schedule(cfg: TrainConfig, levels) -> str:
+    lines = [
+        f"resolution {cfg.model.resolution[0]}x{cfg.model.resolution[1]} in {cfg.model.num_stages} stages: "
+        + ", ".join(f"{h}x{w}" for h, w in (cfg.model.stage_shape(s) for s in range(cfg.model.num_stages)))
+    ]
+    lines.append(f"total {cfg.schedule.total_kimg:g} kimg; growth events:")
+    for e in schedule_events(cfg.schedule, cfg.model, levels):
+        lines.append(f"  kimg {e.kimg:8.1f}  {e.kind:<13} {e.detail}")
+    stages = [
+        f"{cfg.model.stage_shape(s)[0]}x{cfg.model.stage_shape(s)[1]}: batch "
+        f"{cfg.optim.at_stage(cfg.optim.batch, s)}, lr {cfg.optim.at_stage(cfg.optim.lr, s)}"
+        for s in range(cfg.model.num_stages)
+    ]
+    lines.append("per stage: " + "; ".join(stages))
+    return "\n".join(lines)
+
+
+def json_default(o):
+    if isinstance(o, Path):
+        return str(o)
+    if isinstance(o, np.generic):
+        return o.item()
+    raise TypeError(type(o))
+
+
+def write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=2, default=json_default) + "\n")

@@ -1,0 +1,123 @@
+"""Shared fixtures: tiny synthetic datasets in the CCP and paired layouts, tiny configs."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.io
+from PIL import Image
+
+from styleseg.data.classes import CCP_LABELS
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def draw_person(h: int, w: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A photo and CCP label map of a crude 'person': hair, skin, a top, jeans, shoes."""
+    img = np.empty((h, w, 3), np.uint8)
+    img[:] = rng.integers(100, 200, 3)
+    mask = np.zeros((h, w), np.uint8)
+    cx = w // 2 + int(rng.integers(-w // 8, w // 8 + 1))
+    parts = [
+        ("hair", 0.05, 0.12, 0.10),
+        ("skin", 0.12, 0.22, 0.08),
+        ("t-shirt", 0.22, 0.50, 0.18),
+        ("jeans", 0.50, 0.85, 0.14),
+        ("shoes", 0.85, 0.92, 0.12),
+    ]
+    for label, top, bottom, half in parts:
+        lid = CCP_LABELS.index(label)
+        y0, y1 = int(top * h), int(bottom * h)
+        x0, x1 = max(cx - int(half * w), 0), min(cx + int(half * w), w)
+        mask[y0:y1, x0:x1] = lid
+        img[y0:y1, x0:x1] = (lid * 37 % 255, lid * 91 % 255, lid * 53 % 255)
+    return img, mask
+
+
+def make_ccp(root: Path, labeled: list[int], unlabeled: list[int], size=(66, 44), seed: int = 0) -> Path:
+    """A CCP-layout dataset: photos, pixel-level and image-level .mat files, label_list.mat."""
+    rng = np.random.default_rng(seed)
+    (root / "photos").mkdir(parents=True)
+    (root / "annotations" / "pixel-level").mkdir(parents=True)
+    (root / "annotations" / "image-level").mkdir(parents=True)
+    labels = np.empty((1, len(CCP_LABELS)), dtype=object)
+    for i, name in enumerate(CCP_LABELS):
+        labels[0, i] = np.array([name])
+    scipy.io.savemat(root / "label_list.mat", {"label_list": labels})
+    for n in labeled + unlabeled:
+        img, mask = draw_person(*size, rng)
+        Image.fromarray(img).save(root / "photos" / f"{n:04d}.jpg", quality=95)
+        if n in labeled:
+            scipy.io.savemat(root / "annotations" / "pixel-level" / f"{n:04d}.mat", {"groundtruth": mask})
+        else:
+            scipy.io.savemat(root / "annotations" / "image-level" / f"{n:04d}.mat", {"tags": np.array([[19, 41]])})
+    return root
+
+
+def make_paired(root: Path, n: int, size=(48, 32), seed: int = 0, palette_masks: bool = True) -> Path:
+    """Paired folders with a 3-class classes.json (background, person, bag)."""
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    classes = {
+        "name": "tiny",
+        "classes": [
+            {"id": 0, "name": "background", "color": [0, 0, 0]},
+            {"id": 1, "name": "person", "color": [230, 25, 75]},
+            {"id": 2, "name": "bag", "color": [60, 180, 75]},
+        ],
+    }
+    (root / "classes.json").write_text(json.dumps(classes))
+    for i in range(n):
+        img, ccp_mask = draw_person(*size, rng)
+        mask = (ccp_mask > 0).astype(np.uint8)
+        mask[: size[0] // 6, : size[1] // 6] = 2
+        Image.fromarray(img).save(root / "images" / f"s{i:03d}.png")
+        m = Image.fromarray(mask, mode="L")
+        if palette_masks:
+            m = m.convert("P")
+            m.putpalette([0, 0, 0, 230, 25, 75, 60, 180, 75] + [0] * 759)
+        m.save(root / "masks" / f"s{i:03d}.png")
+    return root
+
+
+@pytest.fixture
+def tiny_ccp(tmp_path) -> Path:
+    return make_ccp(tmp_path / "ccp", labeled=list(range(1, 13)) + [805, 806, 807], unlabeled=[1005, 1006, 1007, 1008])
+
+
+@pytest.fixture
+def tiny_paired(tmp_path) -> Path:
+    return make_paired(tmp_path / "paired", 12)
+
+
+@pytest.fixture(scope="session")
+def prepared_tiny(tmp_path_factory) -> Path:
+    """A prepared 24x16 ccp-12 store of a tiny synthetic CCP dataset (shared by training tests)."""
+    from styleseg.data.prepare import prepare_dataset
+
+    root = tmp_path_factory.mktemp("prep")
+    src = make_ccp(root / "ccp", labeled=list(range(1, 25)) + [805, 806], unlabeled=[1005, 1006, 1007, 1008])
+    prepare_dataset(src, root / "prepared", (24, 16), "ccp-12", workers=1)
+    return root / "prepared"
+
+
+def ccp_root() -> Path | None:
+    for candidate in (os.environ.get("STYLESEG_CCP"), REPO.parent / "shared" / "datasets" / "clothing-co-parsing"):
+        if candidate and (Path(candidate) / "photos").is_dir():
+            return Path(candidate)
+    return None
+
+
+@pytest.fixture
+def real_ccp() -> Path:
+    root = ccp_root()
+    if root is None:
+        pytest.skip(
+            "Clothing Co-Parsing not found: set STYLESEG_CCP or place it at ../shared/datasets/clothing-co-parsing"
+        )
+    return root
