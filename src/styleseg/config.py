@@ -128,6 +128,8 @@ class OptimConfig:
         self.batch, self.lr = [int(b) for b in self.batch], [float(v) for v in self.lr]
         if not self.batch or min(self.batch) < 1 or not self.lr:
             raise ConfigError("optim.batch and optim.lr need at least one positive value")
+        if not all(math.isfinite(v) and v > 0 for v in self.lr):
+            raise ConfigError(f"optim.lr must be positive and finite, not {self.lr}")
         self.betas = tuple(self.betas)
 
     def at_stage(self, values: list, stage: int):

@@ -325,7 +325,7 @@ class Trainer:
         )
         self.ada.maybe_adjust(self.step, global_batch, dist.all_reduce_sum)
         self.step += 1
-        loss_d_value, loss_g_value = float(loss_d), float(loss_g)
+        loss_d_value, loss_g_value = float(loss_d.detach()), float(loss_g.detach())
         if not (math.isfinite(loss_d_value) and math.isfinite(loss_g_value)):
             raise TrainingError(
                 f"non-finite loss at kimg {self.kimg:.2f} (step {self.step}): D {loss_d_value}, G {loss_g_value}; "
@@ -334,8 +334,8 @@ class Trainer:
         stats.update(
             loss_D=loss_d_value,
             loss_G=loss_g_value,
-            real_score=float(real_logits.mean()),
-            fake_score=float(fake_logits.mean()),
+            real_score=float(real_logits.detach().mean()),
+            fake_score=float(fake_logits.detach().mean()),
         )
         return stats
 

@@ -1,0 +1,155 @@
+"""Shapes at every stage and alpha, and function preservation at every growth event."""
+
+import numpy as np
+import pytest
+import torch
+
+from styleseg.config import ModelConfig, ScheduleConfig
+from styleseg.data.classes import get_class_map
+from styleseg.models.discriminator import Discriminator
+from styleseg.models.generator import Generator
+from styleseg.models.growth import (
+    growth_at,
+    merge_probabilities,
+    parent_index,
+    schedule_events,
+    split_discriminator_classes,
+    split_generator_classes,
+)
+from styleseg.models.layers import downsample2, upsample2
+
+LEVELS = get_class_map("ccp-12").levels()  # 2 -> 5 -> 12 classes
+SIZES = [lvl.num_classes for lvl in LEVELS]
+
+
+def tiny_model_config(**kw) -> ModelConfig:
+    base = dict(
+        resolution=(24, 16), base_shape=(3, 2), z_dim=16, w_dim=16, mapping_layers=2, channel_base=32, channel_max=32
+    )
+    return ModelConfig(**{**base, **kw})
+
+
+@pytest.fixture
+def nets():
+    torch.manual_seed(0)
+    cfg = tiny_model_config()
+    G, D = Generator(cfg, SIZES).double(), Discriminator(cfg, SIZES).double()
+    # non-zero noise strengths and biases, so the tests exercise every path
+    with torch.no_grad():
+        for name, p in list(G.named_parameters()) + list(D.named_parameters()):
+            if "noise" in name or name.endswith("bias"):
+                p.add_(0.1 * torch.randn_like(p))
+    return cfg, G, D
+
+
+def latents(G, batch, stage, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn(batch, G.cfg.z_dim, generator=gen, dtype=torch.float64)
+    noise = [n.double() for n in G.make_noise(batch, stage, generator=gen)]
+    return z, noise
+
+
+@pytest.mark.parametrize("stage", range(4))
+@pytest.mark.parametrize("alpha", [0.0, 0.5, 1.0])
+@pytest.mark.parametrize("seg_level", [None, 0, 2])
+def test_shapes_at_every_stage(nets, stage, alpha, seg_level):
+    cfg, G, D = nets
+    z, noise = latents(G, 4, stage)
+    out = G(z, stage, alpha, seg_level, noise=noise)
+    h, w = cfg.stage_shape(stage)
+    assert out.img.shape == (4, 3, h, w)
+    assert out.ws.shape == (4, 2 * cfg.num_stages, cfg.w_dim)
+    if seg_level is None:
+        assert out.seg is None
+    else:
+        assert out.seg.shape == (4, SIZES[seg_level], h, w)
+    seg = out.seg.softmax(1) if out.seg is not None else None
+    assert D(out.img, seg, stage, alpha, seg_level, 0.5).shape == (4, 1)
+
+
+@pytest.mark.parametrize("stage", [1, 2, 3])
+def test_resolution_growth_preserves_function(nets, stage):
+    """At alpha 0, G's new output is its previous output up-sampled and D sees the previous input."""
+    _, G, D = nets
+    z, noise = latents(G, 4, stage)
+    before = G(z, stage - 1, 1.0, 1, noise=noise[: 2 * stage])
+    after = G(z, stage, 0.0, 1, noise=noise)
+    torch.testing.assert_close(after.img, upsample2(before.img))
+    torch.testing.assert_close(after.seg, upsample2(before.seg))
+    img, seg = after.img, after.seg.softmax(1)
+    d_before = D(downsample2(img), downsample2(seg), stage - 1, 1.0, 1, 1.0)
+    d_after = D(img, seg, stage, 0.0, 1, 1.0)
+    torch.testing.assert_close(d_after, d_before)
+
+
+def test_segmentation_growth_preserves_function(nets):
+    """Adding mask channels leaves G's images and, at seg_alpha 0, D's output unchanged."""
+    _, G, D = nets
+    z, noise = latents(G, 4, 2)
+    images_only = G(z, 2, 1.0, None, noise=noise)
+    with_seg = G(z, 2, 1.0, 0, noise=noise)
+    torch.testing.assert_close(with_seg.img, images_only.img)
+    d_before = D(images_only.img, None, 2, 1.0, None, 0.0)
+    d_after = D(with_seg.img, with_seg.seg.softmax(1), 2, 1.0, 0, 0.0)
+    torch.testing.assert_close(d_after, d_before)
+    # ...and the mask input does matter once faded in
+    assert not torch.allclose(D(with_seg.img, with_seg.seg.softmax(1), 2, 1.0, 0, 1.0), d_before)
+
+
+@pytest.mark.parametrize("level", [0, 1])
+def test_class_split_preserves_function(nets, level):
+    """Children start from their parent: merged child probabilities equal the parent probability,
+    and D gives the same output for the fine mask as for the coarse one."""
+    _, G, D = nets
+    z, noise = latents(G, 4, 3)
+    coarse = G(z, 3, 0.7, level, noise=noise)
+    parents = parent_index(LEVELS[level], LEVELS[level + 1])
+    split_generator_classes(G, level, level + 1, parents)
+    split_discriminator_classes(D, level, level + 1, parents)
+    fine = G(z, 3, 0.7, level + 1, noise=noise)
+    torch.testing.assert_close(fine.img, coarse.img)
+    p_coarse = coarse.seg.softmax(1)
+    p_fine = fine.seg.softmax(1)
+    torch.testing.assert_close(merge_probabilities(p_fine, parents, SIZES[level]), p_coarse)
+    d_coarse = D(coarse.img, p_coarse, 3, 0.7, level, 0.8)
+    d_fine = D(fine.img, p_fine, 3, 0.7, level + 1, 0.8)
+    torch.testing.assert_close(d_fine, d_coarse)
+    # a one-hot real mask at the fine level is judged as its merged coarse mask
+    ids = torch.randint(0, SIZES[level + 1], (4, 24, 16))
+    onehot_fine = torch.nn.functional.one_hot(ids, SIZES[level + 1]).permute(0, 3, 1, 2).double()
+    merged = merge_probabilities(onehot_fine, parents, SIZES[level])
+    torch.testing.assert_close(D(fine.img, onehot_fine, 3, 1.0, level + 1), D(fine.img, merged, 3, 1.0, level))
+
+
+def test_style_mixing_and_truncation(nets):
+    _, G, _ = nets
+    z, noise = latents(G, 2, 3)
+    G.w_avg.copy_(torch.randn(G.cfg.w_dim, dtype=torch.float64))
+    ws = G.styles(z, psi=0.0)
+    torch.testing.assert_close(ws, G.w_avg.expand_as(ws))
+    mix = torch.randn_like(z)
+    mixed = G.styles(z, mix_z=mix, mix_cut=3)
+    torch.testing.assert_close(mixed[:, :3], G.styles(z)[:, :3])
+    torch.testing.assert_close(mixed[:, 3:], G.styles(mix)[:, 3:])
+
+
+def test_growth_schedule():
+    sched = ScheduleConfig(
+        stable_kimg=10, fade_kimg=10, seg_start_kimg=25, seg_fade_kimg=10, class_split_kimg=[40, 60], total_kimg=100
+    )
+    st = growth_at(0, sched, 4, 3)
+    assert (st.stage, st.alpha, st.seg_level) == (0, 1.0, None)
+    st = growth_at(15, sched, 4, 3)
+    assert (st.stage, st.alpha) == (1, 0.5)
+    st = growth_at(30, sched, 4, 3)
+    assert (st.stage, st.alpha, st.seg_level, st.seg_alpha) == (2, 0.0, 0, 0.5)
+    assert growth_at(45, sched, 4, 3).seg_level == 1
+    st = growth_at(99, sched, 4, 3)
+    assert (st.stage, st.alpha, st.seg_level, st.seg_alpha) == (3, 1.0, 2, 1.0)
+    kinds = [e.kind for e in schedule_events(sched, tiny_model_config(), LEVELS)]
+    assert kinds == ["resolution", "segmentation", "resolution", "class-split", "resolution", "class-split"]
+
+
+def test_parent_index_of_ccp12():
+    parents = parent_index(LEVELS[0], LEVELS[2])
+    assert parents[0] == 0 and np.all(parents[1:] == 1)

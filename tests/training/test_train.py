@@ -1,0 +1,138 @@
+"""Training end to end on tiny data: the run folder, growth events, checkpoints, exact resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from styleseg.cli.main import main
+from styleseg.training.checkpoint import list_checkpoints
+
+TINY = str(Path(__file__).with_name("tiny.yaml"))
+
+
+def train_args(data, out, *extra):
+    return ["train", "--data", str(data), "--out", str(out), "--preset", TINY, "--no-progress", *extra]
+
+
+def test_two_step_smoke_run_writes_a_complete_run_folder(prepared_tiny, tmp_path):
+    rc = main(train_args(prepared_tiny, tmp_path / "runs", "--set", "schedule.total_kimg=0.016"))
+    assert rc == 0
+    (run,) = (tmp_path / "runs").iterdir()
+    assert run.name == "00000-tiny"
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"]["resolution"] == [24, 16] and config["schedule"]["total_kimg"] == 0.016
+    info = json.loads((run / "run.json").read_text())
+    assert {"styleseg_version", "git", "torch", "device", "command"} <= set(info)
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    steps = [r for r in records if "loss_D" in r]
+    assert steps[-1]["step"] == 2 and steps[-1]["kimg"] == 0.016
+    assert {"loss_G", "augment_p", "alpha", "resolution", "classes", "images_per_s"} <= set(steps[-1])
+    assert list((run / "tb").iterdir()), "TensorBoard scalars written"
+    assert list((run / "samples").glob("grid-*.png"))
+    (ckpt,) = list_checkpoints(run / "checkpoints")
+    assert {p.name for p in ckpt.iterdir()} == {
+        "G.safetensors",
+        "D.safetensors",
+        "G_ema.safetensors",
+        "state.pt",
+        "config.json",
+        "meta.json",
+    }
+    state = torch.load(ckpt / "state.pt", weights_only=True)  # no pickled code
+    assert state["images_seen"] == 16
+
+
+def test_full_schedule_logs_every_growth_event(prepared_tiny, tmp_path):
+    assert main(train_args(prepared_tiny, tmp_path / "runs")) == 0
+    (run,) = (tmp_path / "runs").iterdir()
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    kinds = [r["kind"] for r in records if r.get("event") == "growth"]
+    assert kinds == ["start", "resolution", "resolution", "segmentation", "resolution", "class-split", "class-split"]
+    last = [r for r in records if "loss_D" in r][-1]
+    assert last["classes"] == 12 and last["resolution"] == 24
+    meta = json.loads((list_checkpoints(run / "checkpoints")[-1] / "meta.json").read_text())
+    assert meta["growth"] == {"stage": 3, "alpha": 1.0, "seg_level": 2, "seg_alpha": 1.0}
+
+
+def test_dry_run_prints_schedule(prepared_tiny, tmp_path, capsys):
+    assert main(train_args(prepared_tiny, tmp_path / "runs", "--dry-run")) == 0
+    out = capsys.readouterr().out
+    assert "class-split   5 -> 12 classes" in out and "segmentation" in out
+    assert not (tmp_path / "runs").exists()
+
+
+def _final_weights(run_root: Path) -> dict:
+    (run,) = run_root.iterdir()
+    ckpt = list_checkpoints(run / "checkpoints")[-1]
+    return {name: load_file(ckpt / f"{name}.safetensors") for name in ("G", "D", "G_ema")}, ckpt.name
+
+
+def _cli(*args):
+    return [sys.executable, "-m", "styleseg", *args]
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_matches_uninterrupted_run(prepared_tiny, tmp_path):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    subprocess.run(_cli(*train_args(prepared_tiny, tmp_path / "a")), check=True, env=env, capture_output=True)
+    proc = subprocess.Popen(
+        _cli(*train_args(prepared_tiny, tmp_path / "b")), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline:  # kill mid-run, after the second checkpoint exists
+        ckpts = list((tmp_path / "b").glob("*/checkpoints/ckpt-*"))
+        if len(ckpts) >= 2:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    (run,) = (tmp_path / "b").iterdir()
+    killed_at = list_checkpoints(run / "checkpoints")[-1].name
+    assert killed_at != "ckpt-000000320", "the run must be killed before its end"
+    subprocess.run(
+        _cli(*train_args(prepared_tiny, tmp_path / "b", "--resume", "auto")), check=True, env=env, capture_output=True
+    )
+    want, want_name = _final_weights(tmp_path / "a")
+    got, got_name = _final_weights(tmp_path / "b")
+    assert got_name == want_name == "ckpt-000000320"
+    for net in want:
+        for key in want[net]:
+            assert torch.equal(got[net][key], want[net][key]), f"{net}.{key} differs after resume"
+
+
+@pytest.mark.slow
+def test_sigterm_writes_a_checkpoint(prepared_tiny, tmp_path):
+    proc = subprocess.Popen(
+        _cli(*train_args(prepared_tiny, tmp_path / "r", "--set", "schedule.total_kimg=50")),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((tmp_path / "r").glob("*/checkpoints/ckpt-*")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, out
+    assert "stopped by signal" in out
+    (run,) = (tmp_path / "r").iterdir()
+    assert len(list_checkpoints(run / "checkpoints")) >= 1
+
+
+def test_non_finite_loss_stops_with_a_clear_message(prepared_tiny, tmp_path, capsys):
+    rc = main(train_args(prepared_tiny, tmp_path / "runs", "--set", "optim.lr=[1e38]"))  # weights overflow
+    assert rc == 2
+    assert "non-finite loss" in capsys.readouterr().err
+
+
+def test_invalid_learning_rate_is_refused(prepared_tiny, tmp_path, capsys):
+    assert main(train_args(prepared_tiny, tmp_path / "runs", "--set", "optim.lr=[.nan]")) == 2
+    assert "optim.lr must be positive and finite" in capsys.readouterr().err
