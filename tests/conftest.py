@@ -77,9 +77,9 @@ def make_paired(root: Path, n: int, size=(48, 32), seed: int = 0, palette_masks:
         mask = (ccp_mask > 0).astype(np.uint8)
         mask[: size[0] // 6, : size[1] // 6] = 2
         Image.fromarray(img).save(root / "images" / f"s{i:03d}.png")
-        m = Image.fromarray(mask, mode="L")
+        m = Image.fromarray(mask)  # uint8 2-D: mode L
         if palette_masks:
-            m = m.convert("P")
+            m = Image.frombytes("P", m.size, mask.tobytes())
             m.putpalette([0, 0, 0, 230, 25, 75, 60, 180, 75] + [0] * 759)
         m.save(root / "masks" / f"s{i:03d}.png")
     return root

@@ -57,8 +57,8 @@ class FinalBlock(nn.Module):
         self.fc = EqualLinear(channels * shape[0] * shape[1], channels)
         self.out = EqualLinear(channels, 1, gain=1.0)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = lrelu(self.conv(minibatch_stddev(x, self.mbstd_group)))
+    def forward(self, x: torch.Tensor, group: int | None = None) -> torch.Tensor:
+        x = lrelu(self.conv(minibatch_stddev(x, group or self.mbstd_group)))
         return self.out(lrelu(self.fc(x.flatten(1))))
 
 
@@ -83,8 +83,11 @@ class Discriminator(nn.Module):
         alpha: float = 1.0,
         seg_level: int | None = None,
         seg_alpha: float = 1.0,
+        mbstd_group: int | None = None,
     ) -> torch.Tensor:
-        """img (B, 3, H_s, W_s), seg (B, K, H_s, W_s) probabilities or None -> (B, 1)."""
+        """img (B, 3, H_s, W_s), seg (B, K, H_s, W_s) probabilities or None -> (B, 1).
+        mbstd_group overrides the minibatch-stddev group size: it must divide every part of a
+        concatenated batch, so real and fake samples never share a group."""
         x = self.inputs[stage](img, seg, seg_level, seg_alpha)
         if stage > 0:
             x = self.blocks[stage - 1](x)
@@ -94,4 +97,4 @@ class Discriminator(nn.Module):
                 x = fade(skip, x, alpha)
         for s in range(stage - 1, 0, -1):
             x = self.blocks[s - 1](x)
-        return self.final(x)
+        return self.final(x, mbstd_group)

@@ -64,7 +64,8 @@ class SynthesisBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, shape: tuple[int, int] | None):
         super().__init__()
         if shape is not None:  # the first block starts from a learned constant
-            self.const = nn.Parameter(torch.ones(1, out_channels, *shape))
+            # Random, not constant: instance norm of a spatially constant map has no usable gradient.
+            self.const = nn.Parameter(torch.randn(1, out_channels, *shape))
         else:
             self.conv0 = EqualConv2d(in_channels, out_channels, 3, bias=False)
             self.blur = Blur(out_channels)

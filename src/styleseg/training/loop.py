@@ -264,7 +264,16 @@ class Trainer:
         for opt in (self.opt_G, self.opt_D):
             for group in opt.param_groups:
                 group["lr"] = lr
-        d_args = {"stage": st.stage, "alpha": st.alpha, "seg_level": st.seg_level, "seg_alpha": st.seg_alpha}
+        # The minibatch-stddev group must divide the per-process batch, so that real and fake halves of
+        # one D call never share a group and N processes group samples exactly as one process does.
+        group = math.gcd(cfg.model.mbstd_group, batch)
+        d_args = {
+            "stage": st.stage,
+            "alpha": st.alpha,
+            "seg_level": st.seg_level,
+            "seg_alpha": st.seg_alpha,
+            "mbstd_group": group,
+        }
         g_args = {"stage": st.stage, "alpha": st.alpha, "seg_level": st.seg_level}
         logistic = cfg.optim.loss == "logistic"
         stats = {}
@@ -282,22 +291,26 @@ class Trainer:
         with self.autocast:
             r_img, r_seg = self.d_inputs(real_list[0], real_list[1] if len(real_list) > 1 else None, None, st)
             f_img, f_seg = self.d_inputs(fake.img.float(), fake_seg, fake.seg, st)
-            real_logits = self.D_ddp(r_img, r_seg, **d_args).float()
-            fake_logits = self.D_ddp(f_img, f_seg, **d_args).float()
+            parts_img, parts_seg = [r_img, f_img], [r_seg, f_seg]
+            if not logistic:  # WGAN-GP: random interpolates of real and fake, in the same D call
+                eps = self.rand.rand(batch, 1, 1, 1)
+                parts_img.append(torch.lerp(f_img.detach(), r_img.detach(), eps).requires_grad_(True))
+                if r_seg is not None:
+                    parts_seg.append(torch.lerp(f_seg.detach(), r_seg.detach(), eps).requires_grad_(True))
+            # One D call per step: DDP reduces gradients of one forward per backward.
+            seg_in = torch.cat(parts_seg) if r_seg is not None else None
+            logits = self.D_ddp(torch.cat(parts_img), seg_in, **d_args).float()
+        real_logits, fake_logits = logits[:batch], logits[batch : 2 * batch]
         loss_d = d_logistic(real_logits, fake_logits) if logistic else d_wgan(real_logits, fake_logits)
         if do_r1:
             r1 = r1_penalty(real_logits, real_list)
             loss_d = loss_d + r1 * (cfg.optim.r1_gamma / 2 * cfg.optim.r1_interval)
             stats["r1"] = float(r1.detach())
         if not logistic:
-            eps = self.rand.rand(batch, 1, 1, 1)
-            fakes = [f_img.detach()] + ([f_seg.detach()] if f_seg is not None else [])
-            reals = [r_img.detach()] + ([r_seg.detach()] if r_seg is not None else [])
-            gp = gradient_penalty(
-                lambda xs: self.D_ddp(xs[0], xs[1] if len(xs) > 1 else None, **d_args), reals, fakes, eps
-            )
+            mixed = [parts_img[2]] + ([parts_seg[2]] if r_seg is not None else [])
+            gp = gradient_penalty(logits[2 * batch :], mixed)
             loss_d = loss_d + cfg.optim.gp_weight * gp
-            stats["gp"] = float(gp)
+            stats["gp"] = float(gp.detach())
         self.opt_D.zero_grad(set_to_none=True)
         loss_d.backward()
         self.opt_D.step()

@@ -31,11 +31,8 @@ def g_wgan(fake_logits: torch.Tensor) -> torch.Tensor:
     return -fake_logits.mean()
 
 
-def gradient_penalty(D, real: list[torch.Tensor], fake: list[torch.Tensor], eps: torch.Tensor) -> torch.Tensor:
-    """WGAN-GP: (|grad D(x_hat)| - 1)^2 at random interpolates x_hat of real and fake inputs.
-    `D` is a callable of the list of inputs; eps is (B, 1, 1, 1) uniform."""
-    mixed = [torch.lerp(f.detach(), r.detach(), eps).requires_grad_(True) for r, f in zip(real, fake)]
-    logits = D(mixed)
-    grads = torch.autograd.grad(logits.sum(), mixed, create_graph=True, allow_unused=True)
+def gradient_penalty(mixed_logits: torch.Tensor, mixed_inputs: list[torch.Tensor]) -> torch.Tensor:
+    """WGAN-GP: (|grad D(x_hat)| - 1)^2 at random interpolates x_hat of real and fake inputs."""
+    grads = torch.autograd.grad(mixed_logits.sum(), mixed_inputs, create_graph=True, allow_unused=True)
     norm = torch.sqrt(sum(g.float().square().flatten(1).sum(1) for g in grads if g is not None) + 1e-12)
     return (norm - 1).square().mean()

@@ -1,0 +1,201 @@
+"""`styleseg bench`: speed of training, generation and data loading at a preset's final stage with
+segmentation on, FLOPs counted with torch.utils.flop_counter, and the ratio of achieved FLOP/s to the
+machine's own peak measured in the same process (the roofline ratio)."""
+
+from __future__ import annotations
+
+import resource
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from styleseg.config import TrainConfig
+from styleseg.data.store import PreparedDataset
+from styleseg.sampling import seed_latents
+from styleseg.training.loop import Trainer
+
+
+class _GlobalOnly:
+    """Stands in for FlopCounterMode's module tracker: we need totals only, and the tracker's autograd
+    hooks fail on modules called under torch.no_grad (the generator inside the D step)."""
+
+    parents = {"Global"}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def count_flops(fn) -> int:
+    counter = FlopCounterMode(display=False)
+    counter.mod_tracker = _GlobalOnly()
+    with counter:
+        fn()
+    return counter.get_total_flops()
+
+
+@dataclass
+class BenchResult:
+    preset: str
+    device: str
+    dtype: str
+    batch: int
+    compile: bool
+    train_images_per_s: float
+    generate_pairs_per_s: float
+    data_samples_per_s: float
+    g_forward_gflop_per_image: float
+    train_step_gflop_per_image: float
+    peak_gflops: dict
+    train_gflops: float
+    generate_gflops: float
+    train_roofline: float
+    generate_roofline: float
+    compile_seconds: float
+    peak_rss_mib: float
+    peak_cuda_mib: float | None
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _time(fn, device, repeats: int) -> float:
+    fn()
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    _sync(device)
+    return (time.perf_counter() - start) / repeats
+
+
+def measure_peak(device: torch.device) -> dict:
+    """GFLOP/s of a large fp32 and bf16 matrix product and of a 3x3 convolution on this device."""
+    peaks = {}
+    big = 4096 if device.type == "cuda" else 2048
+    for name, dtype, n in (("matmul_fp32", torch.float32, big), ("matmul_bf16", torch.bfloat16, big)):
+        a = torch.randn(n, n, device=device, dtype=dtype)
+        b = torch.randn(n, n, device=device, dtype=dtype)
+        if device.type == "cpu" and dtype == torch.bfloat16:
+            n = 512  # without bf16 matrix units a CPU emulates bf16 slowly: keep the probe short
+            a, b = a[:n, :n].contiguous(), b[:n, :n].contiguous()
+        seconds = _time(lambda a=a, b=b: a @ b, device, 3)
+        peaks[name] = 2 * n**3 / seconds / 1e9
+    x = torch.randn(32, 128, 48, 32, device=device)
+    w = torch.randn(128, 128, 3, 3, device=device)
+    seconds = _time(lambda: F.conv2d(x, w, padding=1), device, 3)
+    peaks["conv3x3_fp32"] = 2 * 32 * 128 * 128 * 9 * 48 * 32 / seconds / 1e9
+    return {k: round(v, 1) for k, v in peaks.items()}
+
+
+def synthetic_store(cfg: TrainConfig, class_map_name: str, folder: Path, n: int = 512) -> PreparedDataset:
+    """A prepared store of random pixels at the model resolution (speed does not depend on content)."""
+    import json
+
+    from styleseg.data.classes import get_class_map
+    from styleseg.data.prepare import FORMAT_VERSION
+
+    h, w = cfg.model.resolution
+    cm = get_class_map(class_map_name)
+    rng = np.random.default_rng(0)
+    np.save(folder / "images.npy", rng.integers(0, 256, (n, h, w, 3), dtype=np.uint8))
+    np.save(folder / "masks.npy", rng.integers(0, cm.num_classes, (n, h, w), dtype=np.uint8))
+    np.save(folder / "labeled.npy", np.ones(n, bool))
+    np.save(folder / "split.npy", np.zeros(n, np.uint8))
+    (folder / "ids.json").write_text(json.dumps([str(i) for i in range(n)]))
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "resolution": [h, w],
+        "classes": cm.to_json(),
+        "source": {"path": "synthetic", "layout": "random"},
+    }
+    (folder / "dataset.json").write_text(json.dumps(meta))
+    return PreparedDataset(folder)
+
+
+def final_stage_config(cfg: TrainConfig, batch: int | None) -> TrainConfig:
+    """The same model, with the schedule moved so training starts at the final stage, segmentation on."""
+    s = cfg.schedule
+    s.stable_kimg = s.fade_kimg = s.seg_fade_kimg = 0.0
+    s.seg_start_kimg, s.class_split_kimg, s.total_kimg = 0.0, [], 1e9
+    if batch:
+        cfg.optim.batch = [batch]
+    return cfg
+
+
+def run_bench(
+    cfg: TrainConfig,
+    device: torch.device,
+    data: PreparedDataset | None,
+    warmup: int = 3,
+    steps: int = 10,
+    compile_model: bool = False,
+) -> BenchResult:
+    with tempfile.TemporaryDirectory() as tmp:
+        data = data or synthetic_store(cfg, "ccp-12", Path(tmp))
+        trainer = Trainer(cfg, data, Path(tmp), device)
+        trainer.logger.enabled = False
+        compile_seconds = 0.0
+        if compile_model:
+            trainer.G_ddp = torch.compile(trainer.G_ddp)
+            trainer.D_ddp = torch.compile(trainer.D_ddp)
+            trainer.D = torch.compile(trainer.D)  # G's step reaches D through the raw module
+        batch = cfg.optim.at_stage(cfg.optim.batch, cfg.model.num_stages - 1)
+        start = time.perf_counter()
+        for _ in range(warmup):
+            trainer.train_step()
+        _sync(device)
+        if compile_model:
+            compile_seconds = time.perf_counter() - start
+        step_seconds = _time(trainer.train_step, device, steps)
+        train_flops = count_flops(trainer.train_step) / batch
+
+        st = trainer.growth()
+        G = trainer.G_ema
+        z, noise = seed_latents(G, list(range(batch)), st.stage, device)
+
+        def gen():
+            with torch.no_grad(), trainer.autocast:
+                G.synthesis(G.styles(z), st.stage, 1.0, st.seg_level, noise)
+
+        gen_seconds = _time(gen, device, steps)
+        gen_flops = count_flops(gen) / batch
+
+        sampler_idx = data.indices("train")
+        rng = np.random.default_rng(0)
+        load_seconds = _time(
+            lambda: data.load_batch(rng.choice(sampler_idx, batch), rng.random(batch) < 0.5), torch.device("cpu"), 50
+        )
+        peaks = measure_peak(device)
+        peak = peaks["matmul_bf16" if cfg.dtype == "bf16" else "matmul_fp32"]
+        train_ips, gen_ips = batch / step_seconds, batch / gen_seconds
+        return BenchResult(
+            preset=cfg.preset,
+            device=str(device),
+            dtype=cfg.dtype,
+            batch=batch,
+            compile=compile_model,
+            train_images_per_s=round(train_ips, 1),
+            generate_pairs_per_s=round(gen_ips, 1),
+            data_samples_per_s=round(batch / load_seconds, 1),
+            g_forward_gflop_per_image=round(gen_flops / 1e9, 4),
+            train_step_gflop_per_image=round(train_flops / 1e9, 4),
+            peak_gflops=peaks,
+            train_gflops=round(train_flops * train_ips / 1e9, 2),
+            generate_gflops=round(gen_flops * gen_ips / 1e9, 2),
+            train_roofline=round(train_flops * train_ips / 1e9 / peak, 4),
+            generate_roofline=round(gen_flops * gen_ips / 1e9 / peak, 4),
+            compile_seconds=round(compile_seconds, 1),
+            peak_rss_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            peak_cuda_mib=round(torch.cuda.max_memory_allocated(device) / 2**20, 1) if device.type == "cuda" else None,
+        )

@@ -1,0 +1,80 @@
+"""`styleseg bench`."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from styleseg.bench import final_stage_config, run_bench
+from styleseg.cli.common import add_device_arg
+from styleseg.config import build_config
+from styleseg.data.store import PreparedDataset
+from styleseg.sampling import resolve_device
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="measure training, generation and data speed against the machine's peak",
+        description="At the preset's final stage with segmentation on: training images/s (D with R1 as "
+        "scheduled, G, EMA, augmentation), generation pairs/s, data-loading samples/s, FLOPs per image "
+        "(torch.utils.flop_counter), achieved FLOP/s as a fraction of this machine's measured peak, peak memory.",
+    )
+    p.add_argument("--preset", default="demo", help="preset name or YAML (default demo)")
+    add_device_arg(p)
+    p.add_argument("--dtype", choices=["fp32", "bf16"], default=None, help="default: the preset's")
+    p.add_argument("--compile", action="store_true", help="torch.compile G and D (compile time is reported)")
+    p.add_argument("--batch", type=int, default=None, help="batch size (default: the preset's final-stage batch)")
+    p.add_argument("--data", default=None, help="prepared dataset to load from (default: random pixels)")
+    p.add_argument("--steps", type=int, default=10, help="timed training steps (default 10)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--json", default=None, help="also write the result here")
+    p.set_defaults(func=cmd_bench)
+
+
+def cmd_bench(args) -> int:
+    cfg = build_config(args.preset, args.overrides)
+    if args.dtype:
+        cfg.dtype = args.dtype
+    cfg = final_stage_config(cfg, args.batch)
+    device = resolve_device(args.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    data = PreparedDataset(Path(args.data)) if args.data else None
+    r = run_bench(cfg, device, data, steps=args.steps, compile_model=args.compile)
+    h, w = cfg.model.resolution
+    print(
+        f"styleseg bench: preset {r.preset} ({h}x{w}), {r.device}, {r.dtype}, batch {r.batch}, "
+        f"compile {r.compile}, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
+    rows = [
+        (
+            "training",
+            f"{r.train_images_per_s} img/s",
+            f"{r.train_step_gflop_per_image} GFLOP/img",
+            f"{r.train_gflops} GFLOP/s",
+            f"{100 * r.train_roofline:.1f}% of peak",
+        ),
+        (
+            "generation",
+            f"{r.generate_pairs_per_s} pairs/s",
+            f"{r.g_forward_gflop_per_image} GFLOP/img",
+            f"{r.generate_gflops} GFLOP/s",
+            f"{100 * r.generate_roofline:.1f}% of peak",
+        ),
+        ("data loading", f"{r.data_samples_per_s} samples/s", "", "", ""),
+    ]
+    for row in rows:
+        print("  " + "".join(f"{c:<22}" for c in row).rstrip())
+    print(f"  peak GFLOP/s measured here: {r.peak_gflops}")
+    print(
+        f"  peak RSS {r.peak_rss_mib} MiB"
+        + (f", peak CUDA {r.peak_cuda_mib} MiB" if r.peak_cuda_mib else "")
+        + (f", compile {r.compile_seconds} s" if r.compile else "")
+    )
+    if args.json:
+        Path(args.json).write_text(json.dumps(asdict(r), indent=2) + "\n")
+    return 0

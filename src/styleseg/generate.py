@@ -1,0 +1,186 @@
+"""Export (image, mask) pairs from a trained generator in the paired-folder layout:
+
+    images/NNNNNN.png   RGB
+    masks/NNNNNN.png    palette PNG: pixel values are class ids, the palette is the class palette
+    overlays/NNNNNN.png optional
+    classes.json        the class table (the layout `styleseg prepare` reads back)
+    manifest.jsonl      one line per seed: name, seed, psi, kept, per-class pixel fractions
+
+NNNNNN is the sample's seed; each sample is a pure function of (checkpoint, seed, psi), so a run can
+be interrupted and continued, and any sample regenerated alone. PNG encoding happens on writer
+threads while the next batch is generated.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from styleseg.data.classes import ClassMap, write_classes_json
+from styleseg.errors import StylesegError
+from styleseg.models.load import LoadedGenerator
+from styleseg.sampling import synthesize, to_class_ids, to_uint8_images
+from styleseg.viz import overlay
+
+
+@dataclass
+class GenerateOptions:
+    n: int
+    """Number of kept samples wanted."""
+    seed: int = 0
+    """First seed; sample k uses seed + k."""
+    psi: float = 1.0
+    """Truncation ψ."""
+    batch: int = 32
+    overlays: bool = False
+    min_person_fraction: float = 0.0
+    """Drop samples whose non-background area is below this fraction (0 keeps all)."""
+    require_person: bool = False
+    """Drop samples whose mask has no person pixel at all."""
+    write: bool = True
+    """False only generates (for benchmarking the generator alone)."""
+    threads: int = 2
+
+
+def level_class_map(model: LoadedGenerator) -> ClassMap:
+    """The class table of the level the model emits (the full class map at the finest level)."""
+    levels = model.class_map.levels()
+    if model.growth.seg_level is None:
+        raise StylesegError(f"{model.path}: this model has no segmentation channels yet (trained on images only)")
+    if model.growth.seg_level == len(levels) - 1:
+        return model.class_map
+    level = levels[model.growth.seg_level]
+    return ClassMap(f"{model.class_map.name}-level{model.growth.seg_level}", level.names, level.palette)
+
+
+def _save_png_atomic(image: Image.Image, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    image.save(tmp, format="PNG")
+    os.replace(tmp, path)
+
+
+def _read_manifest(path: Path) -> dict[int, dict]:
+    """Seeds already done; a partial last line (interrupted write) is dropped."""
+    done = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            done[int(record["seed"])] = record
+    return done
+
+
+def generate_dataset(
+    model: LoadedGenerator,
+    out: Path,
+    opts: GenerateOptions,
+    device: torch.device,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Generate until `opts.n` samples are kept; returns counts. Continues an interrupted run in `out`."""
+    class_map = level_class_map(model)
+    palette = [c for color in class_map.palette for c in color] + [0] * (768 - 3 * len(class_map.palette))
+    out = Path(out)
+    if opts.write:
+        for sub in ["images", "masks"] + (["overlays"] if opts.overlays else []):
+            (out / sub).mkdir(parents=True, exist_ok=True)
+        classes_path = out / "classes.json"
+        if classes_path.exists() and json.loads(classes_path.read_text()) != class_map.to_json():
+            raise StylesegError(f"{classes_path}: {out} holds samples of another class map; choose a new --out")
+        write_classes_json(class_map, classes_path)
+    manifest_path = out / "manifest.jsonl"
+    done = _read_manifest(manifest_path) if opts.write else {}
+    for seed, record in done.items():
+        if record["kept"] and not (out / "masks" / f"{record['name']}.png").exists():
+            raise StylesegError(f"{manifest_path}: lists seed {seed} but masks/{record['name']}.png is missing")
+    kept = sum(r["kept"] for r in done.values())
+    dropped = len(done) - kept
+    resumed = len(done)
+    st = model.growth
+    next_seed = opts.seed
+    manifest = open(manifest_path, "a") if opts.write else None
+    pool = ThreadPoolExecutor(opts.threads) if opts.write else None
+    try:
+        while kept < opts.n:
+            if dropped > 10 * opts.n + 100:
+                raise StylesegError(
+                    f"the filters dropped {dropped} samples for {kept} kept; relax --min-person-fraction "
+                    f"or --require-person (or check the model)"
+                )
+            seeds = []
+            while len(seeds) < min(opts.batch, opts.n - kept):
+                if next_seed not in done:
+                    seeds.append(next_seed)
+                next_seed += 1
+            with torch.no_grad():
+                out_t = synthesize(model.G, seeds, st.stage, st.alpha, st.seg_level, opts.psi, device)
+            images, masks = to_uint8_images(out_t.img), to_class_ids(out_t.seg)
+            futures = []
+            for i, seed in enumerate(seeds):
+                counts = np.bincount(masks[i].ravel(), minlength=class_map.num_classes) / masks[i].size
+                person = 1.0 - counts[0]
+                keep = not (opts.require_person and person == 0) and person >= opts.min_person_fraction
+                keep = keep and kept < opts.n
+                name = f"{seed:06d}"
+                record = {
+                    "name": name,
+                    "seed": seed,
+                    "psi": opts.psi,
+                    "kept": bool(keep),
+                    "person_fraction": round(float(person), 6),
+                    "class_fractions": {c: round(float(f), 6) for c, f in zip(class_map.classes, counts)},
+                }
+                if keep:
+                    kept += 1
+                else:
+                    dropped += 1
+                if opts.write:
+                    futures.append(
+                        pool.submit(
+                            _write_sample,
+                            out,
+                            name,
+                            images[i],
+                            masks[i],
+                            palette,
+                            class_map.palette if opts.overlays else None,
+                            record if keep else None,
+                        )
+                    )
+                    futures[-1].record = record
+            for future in futures:  # manifest lines only after the files are complete
+                future.result()
+                manifest.write(json.dumps(future.record) + "\n")
+            if manifest:
+                manifest.flush()
+            if progress:
+                progress(kept, opts.n)
+    finally:
+        if pool:
+            pool.shutdown()
+        if manifest:
+            manifest.close()
+    return {"kept": kept, "dropped": dropped, "resumed": resumed, "next_seed": next_seed}
+
+
+def _write_sample(
+    out: Path, name: str, image: np.ndarray, mask: np.ndarray, palette: list[int], overlay_palette, record: dict | None
+) -> None:
+    if record is None:
+        return
+    _save_png_atomic(Image.fromarray(image), out / "images" / f"{name}.png")
+    pmask = Image.frombytes("P", (mask.shape[1], mask.shape[0]), np.ascontiguousarray(mask).tobytes())
+    pmask.putpalette(palette)  # indices are class ids; the palette only colours them
+    _save_png_atomic(pmask, out / "masks" / f"{name}.png")
+    if overlay_palette is not None:
+        _save_png_atomic(Image.fromarray(overlay(image, mask, overlay_palette)), out / "overlays" / f"{name}.png")
