@@ -1,0 +1,137 @@
+"""A self-contained HTML report of `styleseg evaluate`: tables, matplotlib plots and sample grids,
+all inlined as base64 so the file can be mailed or archived alone."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+
+import numpy as np
+from PIL import Image
+
+from styleseg.viz import grid, triplet, upscale, with_legend
+
+
+def _png_b64(array: np.ndarray) -> str:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _img(array: np.ndarray, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{_png_b64(array)}">'
+
+
+def _plots(metrics: dict, extents) -> str:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "<p>Plots skipped: matplotlib is not installed (pip install 'styleseg[report]').</p>"
+    lb = metrics["labels"]
+    names = list(lb["class_frequency_real"])
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
+    x = np.arange(len(names))
+    axes[0].bar(x - 0.2, [lb["class_frequency_real"][n] for n in names], 0.4, label="real")
+    axes[0].bar(x + 0.2, [lb["class_frequency_generated"][n] for n in names], 0.4, label="generated")
+    axes[0].set_xticks(x, names, rotation=60, ha="right", fontsize=8)
+    axes[0].set_yscale("log")
+    axes[0].set_title("pixel frequency per class")
+    axes[0].legend()
+    area_r, height_r, area_g, height_g = extents
+    axes[1].hist([area_r, area_g], bins=20, label=["real", "generated"], density=True)
+    axes[1].set_title("person area fraction")
+    axes[1].legend()
+    axes[2].hist([height_r, height_g], bins=20, label=["real", "generated"], density=True)
+    axes[2].set_title("person height fraction")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    return f'<img alt="label statistics" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+
+
+def _table(rows: list[list], header: list[str]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.3f}"
+    return str(v)
+
+
+def write_report(metrics: dict, path, generated, real, extents) -> None:
+    names = list(metrics["labels"]["class_frequency_real"])
+    palette = generated.class_map.palette
+    gi, gm = generated.load_batch(np.arange(min(16, len(generated))))
+    ri, rm = real.load_batch(real.indices("val", labeled_only=True)[:8])
+    gen_grid = with_legend(
+        upscale(grid([triplet(gi[i].permute(1, 2, 0).numpy(), gm[i].numpy(), palette) for i in range(len(gi))], 4), 2),
+        names,
+        palette,
+    )
+    real_grid = upscale(
+        grid([triplet(ri[i].permute(1, 2, 0).numpy(), rm[i].numpy(), palette) for i in range(len(ri))], 4), 2
+    )
+    use = metrics["usefulness"]
+    use_rows = [
+        [name, r["val"]["miou"], r["val"]["pixel_accuracy"]] + [r["val"]["iou"][n] for n in names]
+        for name, r in use.items()
+    ]
+    rz = metrics["realism"]
+    inc = rz["inception"]
+    realism_rows = [
+        ["FD, segmenter features, image", rz["fd_segmenter_image"]],
+        ["KID, segmenter features, image", rz["kid_segmenter_image"]],
+        ["FD, segmenter features, image+mask", rz["fd_segmenter_image_mask"]],
+        ["KID, segmenter features, image+mask", rz["kid_segmenter_image_mask"]],
+        ["Inception FID", inc.get("fid", inc.get("skipped"))],
+    ]
+    lb = metrics["labels"]
+    label_rows = [
+        ["JS divergence of class frequencies (bits)", lb["js_divergence_bits"], ""],
+        ["classes per image", lb["classes_per_image"]["real"], lb["classes_per_image"]["generated"]],
+        ["person area", lb["person_area"]["real"], lb["person_area"]["generated"]],
+        ["person height", lb["person_height"]["real"], lb["person_height"]["generated"]],
+    ]
+    frag = [[n, lb["components_per_class"]["real"][n], lb["components_per_class"]["generated"][n]] for n in names]
+    doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>styleseg evaluation</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1400px}} table{{border-collapse:collapse;margin:1em 0}}
+td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:right}} img{{max-width:100%}}</style></head><body>
+<h1>styleseg evaluation</h1>
+<p>checkpoint <code>{html.escape(metrics["checkpoint"])}</code> (kimg {metrics["kimg"]:.1f}), data
+<code>{html.escape(metrics["data"])}</code>, {metrics["n"]} generated pairs, ψ = {metrics["psi"]}, {
+        metrics["seconds"]
+    } s.</p>
+<h2>1. Do the masks match the images?</h2>
+<p>Agreement between each generated mask and the reference segmenter's prediction on the generated image:
+<b>mIoU {metrics["agreement"]["miou"]:.3f}</b>, pixel accuracy {metrics["agreement"]["pixel_accuracy"]:.3f}.
+The same segmenter scores mIoU {metrics["segmenter"]["val"]["miou"]:.3f} on real validation data: the ceiling of the
+agreement number.</p>
+{
+        _table(
+            [[n, metrics["agreement"]["per_class"][n], metrics["segmenter"]["val"]["iou"][n]] for n in names],
+            ["class", "agreement IoU", "segmenter IoU on real val"],
+        )
+    }
+<h2>2. Is the data useful?</h2>
+<p>The same segmenter and budget trained on each set, scored on real validation data.</p>
+{_table(use_rows, ["training data", "mIoU", "pixel acc"] + names)}
+<h2>3. Are the images real?</h2>{_table(realism_rows, ["metric", "value"])}
+<h2>4. Label statistics</h2>{_table(label_rows, ["statistic", "real", "generated"])}
+<p>Connected components per class where the class appears (fragmentation):</p>{
+        _table(frag, ["class", "real", "generated"])
+    }
+{_plots(metrics, extents)}
+<h2>Samples</h2><p>Generated (image | mask | overlay):</p>{_img(gen_grid, "generated samples")}
+<p>Real validation samples:</p>{_img(real_grid, "real samples")}
+</body></html>"""
+    path.write_text(doc)

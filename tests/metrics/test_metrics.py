@@ -1,0 +1,80 @@
+"""Metric functions on cases with known answers."""
+
+import numpy as np
+import pytest
+import torch
+
+from styleseg.metrics.distribution import frechet_distance, js_divergence, kernel_inception_distance, mmd2_unbiased
+from styleseg.metrics.labels import class_frequencies, classes_per_image, components_per_class, person_extent
+from styleseg.metrics.segmentation import confusion_matrix, iou_per_class, mean_iou, pixel_accuracy
+
+
+def test_miou_with_absent_classes():
+    target = np.array([[0, 0, 1, 1]])
+    pred = np.array([[0, 1, 1, 1]])
+    cm = confusion_matrix(target, pred, 4)  # classes 2 and 3 absent from both: not scored
+    ious = iou_per_class(cm)
+    assert ious[0] == pytest.approx(1 / 2) and ious[1] == pytest.approx(2 / 3)
+    assert np.isnan(ious[2]) and np.isnan(ious[3])
+    assert mean_iou(cm) == pytest.approx((1 / 2 + 2 / 3) / 2)
+    assert pixel_accuracy(cm) == pytest.approx(3 / 4)
+    # a class predicted but absent from the target scores 0 and counts
+    assert mean_iou(confusion_matrix(np.array([0, 0]), np.array([0, 2]), 3)) == pytest.approx((1 / 2 + 0) / 2)
+
+
+def test_frechet_distance_identical_and_gaussian_closed_form():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(4000, 3))
+    assert frechet_distance(a, a) == pytest.approx(0, abs=1e-6)
+    # N(0, I) vs N(mu, s^2 I): |mu|^2 + d (1 - s)^2
+    mu, s = np.array([1.0, -2.0, 0.5]), 2.0
+    b = rng.normal(size=(200000, 3)) * s + mu
+    c = rng.normal(size=(200000, 3))
+    assert frechet_distance(c, b) == pytest.approx(np.sum(mu**2) + 3 * (1 - s) ** 2, rel=0.02)
+
+
+def test_kid_unbiased_estimate():
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(50, 4)), rng.normal(size=(50, 4))
+    d = 4
+    kxx, kyy, kxy = (x @ x.T / d + 1) ** 3, (y @ y.T / d + 1) ** 3, (x @ y.T / d + 1) ** 3
+    want = (kxx.sum() - np.trace(kxx)) / (50 * 49) + (kyy.sum() - np.trace(kyy)) / (50 * 49) - 2 * kxy.mean()
+    assert mmd2_unbiased(x, y) == pytest.approx(want)
+    # unbiased: same distribution averages to about 0, shifted one is clearly positive
+    same, _ = kernel_inception_distance(rng.normal(size=(2000, 4)), rng.normal(size=(2000, 4)), subsets=50)
+    shifted, _ = kernel_inception_distance(rng.normal(size=(2000, 4)), rng.normal(size=(2000, 4)) + 1, subsets=50)
+    assert abs(same) < 0.02 and shifted > 0.3
+
+
+def test_js_divergence_bounds():
+    assert js_divergence([0.5, 0.5], [0.5, 0.5]) == pytest.approx(0)
+    assert js_divergence([1, 0], [0, 1]) == pytest.approx(1)
+    assert 0 < js_divergence([0.7, 0.3], [0.4, 0.6]) < 1
+
+
+def test_fragmentation_and_extent_on_drawn_shapes():
+    m = np.zeros((1, 10, 10), np.uint8)
+    m[0, 1:3, 1:3] = 1  # two separate blobs of class 1
+    m[0, 6:8, 6:8] = 1
+    m[0, 2:9, 4] = 2  # one bar of class 2, rows 2..8
+    comps = components_per_class(m, 4)
+    assert comps[1] == 2 and comps[2] == 1 and np.isnan(comps[3])
+    area, height = person_extent(m)
+    assert area[0] == pytest.approx((4 + 4 + 7) / 100) and height[0] == pytest.approx(8 / 10)
+    assert classes_per_image(m, 4).tolist() == [2]
+    assert class_frequencies(m, 4)[0] == pytest.approx(0.85)
+
+
+def test_fd_path_end_to_end_with_a_stand_in_feature_network():
+    """The Fréchet pipeline (features -> statistics -> distance) with a tiny fixed network."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    real = torch.rand(300, 3, 16, 16)
+    with torch.no_grad():
+        f_real = net(real).double().numpy()
+        f_same = net(real.flip(0)).double().numpy()
+        f_dark = net(real * 0.3).double().numpy()
+    assert frechet_distance(f_real, f_same) == pytest.approx(0, abs=1e-9)
+    assert frechet_distance(f_real, f_dark) > 10 * frechet_distance(
+        f_real, net(torch.rand(300, 3, 16, 16)).detach().double().numpy()
+    )
