@@ -105,7 +105,8 @@ def write_report(metrics: dict, path, generated, real, extents) -> None:
     frag = [[n, lb["components_per_class"]["real"][n], lb["components_per_class"]["generated"][n]] for n in names]
     doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>styleseg evaluation</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1400px}} table{{border-collapse:collapse;margin:1em 0}}
-td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:right}} img{{max-width:100%}}</style></head><body>
+td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:right}}
+img{{max-width:100%}}</style></head><body>
 <h1>styleseg evaluation</h1>
 <p>checkpoint <code>{html.escape(metrics["checkpoint"])}</code> (kimg {metrics["kimg"]:.1f}), data
 <code>{html.escape(metrics["data"])}</code>, {metrics["n"]} generated pairs, ψ = {metrics["psi"]}, {
