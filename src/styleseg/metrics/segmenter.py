@@ -26,9 +26,9 @@ from styleseg.metrics.segmentation import confusion_matrix, iou_per_class, mean_
 @dataclass
 class SegmenterConfig:
     num_classes: int
-    width: int = 32
+    width: int = 16
     """Channels of the first level; doubled at each of three down-sampling steps."""
-    epochs_equiv: int = 25
+    epochs_equiv: int = 15
     """Training length in passes over 800 images (a fixed budget whatever the dataset size)."""
     batch: int = 32
     lr: float = 2e-3
@@ -128,7 +128,7 @@ def train_segmenter(
         opt.step()
         sched.step()
         if (step + 1) % max(steps // 5, 1) == 0:
-            log(f"  segmenter step {step + 1}/{steps}: loss {float(loss):.3f} ({time.perf_counter() - start:.0f} s)")
+            log(f"  segmenter step {step + 1}/{steps}: loss {loss.item():.3f} ({time.perf_counter() - start:.0f} s)")
     return model.eval()
 
 
