@@ -39,20 +39,21 @@ def mask_layout(masks: np.ndarray, num_classes: int, cell: int = 8) -> np.ndarra
     return F.avg_pool2d(onehot, cell).flatten(1).double().numpy()
 
 
-def inception_fid(real: torch.Tensor, fake: torch.Tensor, weights: str | None) -> dict:
-    """Standard FID/KID through torchmetrics' Inception (the `fid` extra); skipped with a reason otherwise."""
+def inception_fid(real: torch.Tensor, fake: torch.Tensor, weights: str | None, feature=2048) -> dict:
+    """Standard FID through torchmetrics (the `fid` extra): uint8 (N, 3, H, W) images. `feature` is the
+    Inception feature size, or a stand-in nn.Module (tests); skipped with a reason when unavailable."""
     try:
         from torchmetrics.image.fid import FrechetInceptionDistance
     except ImportError:
         return {"skipped": "torchmetrics[image] not installed (pip install 'styleseg[fid]')"}
-    kwargs = {"feature_extractor_weights_path": weights} if weights else {}
+    kwargs = {"feature_extractor_weights_path": weights} if weights and isinstance(feature, int) else {}
     try:
-        fid = FrechetInceptionDistance(feature=2048, **kwargs)
+        fid = FrechetInceptionDistance(feature=feature, **kwargs)
         fid.update(real, real=True)
         fid.update(fake, real=False)
         return {"fid": float(fid.compute())}
-    except (OSError, RuntimeError) as exc:  # no weights offline
-        return {"skipped": f"Inception weights unavailable ({exc}); pass --inception-weights PATH"}
+    except (OSError, RuntimeError, ModuleNotFoundError) as exc:  # no Inception weights or backbone offline
+        return {"skipped": f"Inception FID unavailable ({exc}); pass --inception-weights PATH"}
 
 
 def evaluate(

@@ -78,3 +78,41 @@ def test_fd_path_end_to_end_with_a_stand_in_feature_network():
     assert frechet_distance(f_real, f_dark) > 10 * frechet_distance(
         f_real, net(torch.rand(300, 3, 16, 16)).detach().double().numpy()
     )
+
+
+def test_segmenter_cache_fingerprint_follows_content(tiny_ccp, tmp_path):
+    from styleseg.data.prepare import prepare_dataset
+    from styleseg.data.store import PreparedDataset
+    from styleseg.metrics.segmenter import SegmenterConfig, fingerprint
+
+    prepare_dataset(tiny_ccp, tmp_path / "a", (24, 16), "ccp-12", workers=1)
+    prepare_dataset(tiny_ccp, tmp_path / "b", (24, 16), "ccp-12", workers=1)  # same content, another time
+    a, b = PreparedDataset(tmp_path / "a"), PreparedDataset(tmp_path / "b")
+    cfg = SegmenterConfig(num_classes=12)
+    idx = a.indices("train", labeled_only=True)
+    assert fingerprint([(a, idx)], cfg) == fingerprint([(b, idx)], cfg)
+    assert fingerprint([(a, idx)], cfg) != fingerprint([(a, idx[:5])], cfg)
+    assert fingerprint([(a, idx)], cfg) != fingerprint([(a, idx)], SegmenterConfig(num_classes=12, width=8))
+
+
+def test_torchmetrics_fid_path_end_to_end_with_a_stand_in_network():
+    pytest.importorskip("torchmetrics", reason="the fid extra (torchmetrics) is not installed")
+    from styleseg.evaluate import inception_fid
+
+    class StandIn(torch.nn.Module):
+        num_features = 8
+
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+
+        def forward(self, x):
+            return self.net(x.float() / 255)
+
+    torch.manual_seed(1)
+    real = torch.randint(0, 256, (64, 3, 16, 16), dtype=torch.uint8)
+    same = inception_fid(real, real.flip(0), None, feature=StandIn())
+    other = inception_fid(real, (real // 3).to(torch.uint8), None, feature=StandIn())
+    assert same["fid"] == pytest.approx(0, abs=1e-3)
+    assert other["fid"] > 1e-2

@@ -92,10 +92,14 @@ def _jitter(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 def fingerprint(datasets: list[tuple[PreparedDataset, np.ndarray]], cfg: SegmenterConfig) -> str:
+    """Content hash of the training samples and the options: the same pixels, labels and classes give the
+    same fingerprint wherever and whenever the store was prepared."""
     h = hashlib.sha256(json.dumps(asdict(cfg), sort_keys=True).encode())
     for ds, idx in datasets:
-        h.update((ds.root / "dataset.json").read_bytes())
-        h.update(np.asarray(idx, np.int64).tobytes())
+        idx = np.sort(np.asarray(idx, np.int64))
+        h.update(json.dumps(ds.meta["classes"], sort_keys=True).encode())
+        h.update(np.ascontiguousarray(ds.images[idx]).tobytes())
+        h.update(np.ascontiguousarray(ds.masks[idx]).tobytes())
     return h.hexdigest()[:16]
 
 
