@@ -207,6 +207,11 @@ class TrainConfig:
     """Log scalars every N steps."""
     grid_seeds: int = 16
     """Number of fixed seeds in sample grids."""
+    eval_segmenter: str | None = None
+    """A trained reference segmenter (`styleseg segmenter train --out DIR`): with it, every snapshot at the
+    final resolution and class level logs mask agreement and in-domain FD to TensorBoard."""
+    eval_samples: int = 256
+    """Generated samples for those in-training metrics."""
 
     def __post_init__(self) -> None:
         if self.dtype not in {"fp32", "bf16"}:

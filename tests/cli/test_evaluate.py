@@ -79,3 +79,43 @@ def test_segmenter_train_and_eval(prepared_tiny, tmp_path, capsys):
     assert main(["segmenter", "eval", "--ckpt", str(tmp_path / "s"), "--data", str(prepared_tiny)]) == 0
     assert "val: mIoU" in capsys.readouterr().out
     assert main(["segmenter", "eval", "--ckpt", str(tmp_path), "--data", str(prepared_tiny)]) == 2
+
+
+def test_in_training_metrics_go_to_the_log(prepared_tiny, tmp_path):
+    assert (
+        main(
+            [
+                "segmenter",
+                "train",
+                "--data",
+                str(prepared_tiny),
+                "--out",
+                str(tmp_path / "s"),
+                "--cache",
+                str(tmp_path / "c"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
+    tiny = str(__import__("pathlib").Path(__file__).parents[1] / "training" / "tiny.yaml")
+    argv = [
+        "train",
+        "--data",
+        str(prepared_tiny),
+        "--out",
+        str(tmp_path / "runs"),
+        "--preset",
+        tiny,
+        "--no-progress",
+        "--set",
+        f"eval_segmenter={tmp_path / 's'}",
+        "--set",
+        "eval_samples=16",
+    ]
+    assert main(argv) == 0
+    (run,) = (tmp_path / "runs").iterdir()
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    evals = [r for r in records if "eval_agreement_miou" in r]
+    assert evals and 0 <= evals[-1]["eval_agreement_miou"] <= 1 and evals[-1]["eval_fd_segmenter"] >= 0

@@ -376,6 +376,32 @@ class Trainer:
         save_png(picture, path)
         return path
 
+    @torch.no_grad()
+    def in_training_metrics(self) -> dict | None:
+        """Cheap evaluation at a snapshot: agreement of generated masks with the reference segmenter's
+        predictions, and Fréchet distance in its features, on `eval_samples` samples. Only at the final
+        resolution and class level, where the segmenter's classes and resolution match."""
+        st, cfg = self.growth(), self.cfg
+        final = st.stage == cfg.model.num_stages - 1 and st.seg_level == len(self.levels) - 1
+        if not (cfg.eval_segmenter and dist.is_main() and final and self.data_factor == 1):
+            return None
+        from styleseg.metrics.distribution import frechet_distance
+        from styleseg.metrics.segmentation import confusion_matrix, mean_iou
+        from styleseg.metrics.segmenter import embed, load_segmenter, predict
+
+        if getattr(self, "_eval_seg", None) is None:
+            self._eval_seg, _ = load_segmenter(Path(cfg.eval_segmenter), self.device)
+            real, _ = self.data.load_batch(self.data.indices("train")[: max(cfg.eval_samples, 16)])
+            self._eval_real = embed(self._eval_seg, real, self.device)
+        seeds = list(range(10_000, 10_000 + cfg.eval_samples))
+        out = synthesize(self.G_ema, seeds, st.stage, st.alpha, st.seg_level, device=self.device)
+        images = torch.from_numpy(to_uint8_images(out.img)).permute(0, 3, 1, 2)
+        cm = confusion_matrix(
+            to_class_ids(out.seg), predict(self._eval_seg, images, self.device), len(self.levels[-1].names)
+        )
+        fd = frechet_distance(self._eval_real, embed(self._eval_seg, images, self.device))
+        return {"eval_agreement_miou": round(mean_iou(cm), 5), "eval_fd_segmenter": round(fd, 5)}
+
     def _install_signal_handlers(self) -> None:
         def handler(signum, frame):
             self.stop_signal = signum
@@ -400,6 +426,9 @@ class Trainer:
         while self.images_seen < total:
             if self.images_seen >= self.next_snapshot:
                 self.snapshot()
+                metrics = self.in_training_metrics()
+                if metrics:
+                    self.logger.scalars({"kimg": round(self.kimg, 3), **metrics}, self.images_seen)
                 self.next_snapshot += int(cfg.snapshot_kimg * 1000)
             if self.images_seen >= self.next_checkpoint:
                 due = self.images_seen > 0
@@ -443,6 +472,10 @@ class Trainer:
                 return 128 + self.stop_signal
         bar.close()
         self.snapshot()
+        metrics = self.in_training_metrics()
+        if metrics:
+            self.logger.scalars({"kimg": round(self.kimg, 3), **metrics}, self.images_seen)
+            dist.print0(f"in-training metrics at kimg {self.kimg:.1f}: {metrics}")
         path = self.save()
         rate = (self.images_seen - seen_start) / max(time.perf_counter() - t_start, 1e-9)
         dist.print0(f"done: {self.kimg:.1f} kimg, {rate:.1f} images/s this session; checkpoint: {path}")
