@@ -28,7 +28,6 @@ from styleseg.errors import StylesegError
 from styleseg.generate import GenerateOptions, generate_dataset
 from styleseg.metrics.distribution import frechet_distance, js_divergence, kernel_inception_distance
 from styleseg.metrics.labels import class_frequencies, classes_per_image, components_per_class, person_extent
-from styleseg.metrics.segmentation import confusion_matrix, mean_iou, pixel_accuracy
 from styleseg.metrics.segmenter import SegmenterConfig, cached_segmenter, embed, evaluate_segmenter, predict, scores
 from styleseg.models.load import load_generator
 
@@ -109,13 +108,8 @@ def evaluate(
 
     # 1. agreement
     pred = predict(ref, gen_images, device)
-    cm = confusion_matrix(gen_masks_np, pred, K)
-    agreement = {
-        "miou": mean_iou(cm),
-        "pixel_accuracy": pixel_accuracy(cm),
-        "n": n,
-        "per_class": scores(gen_masks_np, pred, names)["iou"],
-    }
+    agreed = scores(gen_masks_np, pred, names)
+    agreement = {"miou": agreed["miou"], "pixel_accuracy": agreed["pixel_accuracy"], "n": n, "per_class": agreed["iou"]}
 
     # 2. usefulness
     rng = np.random.default_rng(0)
@@ -131,7 +125,7 @@ def evaluate(
     for name, sets in regimes.items():
         log(f"segmenter trained on {name}")
         seg = ref if name == "real" else cached_segmenter(cache, sets, seg_cfg, device, log)[0]
-        usefulness[name] = {"val": evaluate_segmenter(seg, ds, "val", device)}
+        usefulness[name] = {"val": ceiling if name == "real" else evaluate_segmenter(seg, ds, "val", device)}
         if len(ds.indices("test", labeled_only=True)):
             usefulness[name]["test"] = evaluate_segmenter(seg, ds, "test", device)
 

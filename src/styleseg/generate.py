@@ -125,42 +125,31 @@ def generate_dataset(
             with torch.no_grad():
                 out_t = synthesize(model.G, seeds, st.stage, st.alpha, st.seg_level, opts.psi, device)
             images, masks = to_uint8_images(out_t.img), to_class_ids(out_t.seg)
-            futures = []
+            records, writes = [], []
             for i, seed in enumerate(seeds):
                 counts = np.bincount(masks[i].ravel(), minlength=class_map.num_classes) / masks[i].size
                 person = 1.0 - counts[0]
+                # seeds never outnumber the pairs still wanted, so kept cannot pass opts.n here
                 keep = not (opts.require_person and person == 0) and person >= opts.min_person_fraction
-                keep = keep and kept < opts.n
                 name = f"{seed:06d}"
-                record = {
-                    "name": name,
-                    "seed": seed,
-                    "psi": opts.psi,
-                    "kept": bool(keep),
-                    "person_fraction": round(float(person), 6),
-                    "class_fractions": {c: round(float(f), 6) for c, f in zip(class_map.classes, counts)},
-                }
-                if keep:
-                    kept += 1
-                else:
-                    dropped += 1
-                if opts.write:
-                    futures.append(
-                        pool.submit(
-                            _write_sample,
-                            out,
-                            name,
-                            images[i],
-                            masks[i],
-                            palette,
-                            class_map.palette if opts.overlays else None,
-                            record if keep else None,
-                        )
-                    )
-                    futures[-1].record = record
-            for future in futures:  # manifest lines only after the files are complete
-                future.result()
-                manifest.write(json.dumps(future.record) + "\n")
+                records.append(
+                    {
+                        "name": name,
+                        "seed": seed,
+                        "psi": opts.psi,
+                        "kept": bool(keep),
+                        "person_fraction": round(float(person), 6),
+                        "class_fractions": {c: round(float(f), 6) for c, f in zip(class_map.classes, counts)},
+                    }
+                )
+                kept, dropped = kept + keep, dropped + (not keep)
+                if opts.write and keep:
+                    overlay_palette = class_map.palette if opts.overlays else None
+                    writes.append(pool.submit(_write_sample, out, name, images[i], masks[i], palette, overlay_palette))
+            if opts.write:
+                for future in writes:  # manifest lines only after the files are complete
+                    future.result()
+                manifest.writelines(json.dumps(r) + "\n" for r in records)
             if manifest:
                 manifest.flush()
             if progress:
@@ -174,10 +163,8 @@ def generate_dataset(
 
 
 def _write_sample(
-    out: Path, name: str, image: np.ndarray, mask: np.ndarray, palette: list[int], overlay_palette, record: dict | None
+    out: Path, name: str, image: np.ndarray, mask: np.ndarray, palette: list[int], overlay_palette
 ) -> None:
-    if record is None:
-        return
     _save_png_atomic(Image.fromarray(image), out / "images" / f"{name}.png")
     pmask = Image.frombytes("P", (mask.shape[1], mask.shape[0]), np.ascontiguousarray(mask).tobytes())
     pmask.putpalette(palette)  # indices are class ids; the palette only colours them

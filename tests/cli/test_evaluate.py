@@ -58,47 +58,21 @@ def test_evaluate_writes_metrics_and_report(checkpoint, prepared_tiny, tmp_path,
     assert len(list(cache.iterdir())) == n_cached
 
 
-def test_segmenter_train_and_eval(prepared_tiny, tmp_path, capsys):
-    assert (
-        main(
-            [
-                "segmenter",
-                "train",
-                "--data",
-                str(prepared_tiny),
-                "--out",
-                str(tmp_path / "s"),
-                "--cache",
-                str(tmp_path / "c"),
-                "--device",
-                "cpu",
-            ]
-        )
-        == 0
-    )
-    assert main(["segmenter", "eval", "--ckpt", str(tmp_path / "s"), "--data", str(prepared_tiny)]) == 0
+@pytest.fixture
+def trained_segmenter(prepared_tiny, tmp_path):
+    out = tmp_path / "s"
+    argv = ["segmenter", "train", "--data", str(prepared_tiny), "--out", str(out), "--cache", str(tmp_path / "c")]
+    assert main([*argv, "--device", "cpu"]) == 0
+    return out
+
+
+def test_segmenter_train_and_eval(trained_segmenter, prepared_tiny, tmp_path, capsys):
+    assert main(["segmenter", "eval", "--ckpt", str(trained_segmenter), "--data", str(prepared_tiny)]) == 0
     assert "val: mIoU" in capsys.readouterr().out
     assert main(["segmenter", "eval", "--ckpt", str(tmp_path), "--data", str(prepared_tiny)]) == 2
 
 
-def test_in_training_metrics_go_to_the_log(prepared_tiny, tmp_path):
-    assert (
-        main(
-            [
-                "segmenter",
-                "train",
-                "--data",
-                str(prepared_tiny),
-                "--out",
-                str(tmp_path / "s"),
-                "--cache",
-                str(tmp_path / "c"),
-                "--device",
-                "cpu",
-            ]
-        )
-        == 0
-    )
+def test_in_training_metrics_go_to_the_log(trained_segmenter, prepared_tiny, tmp_path):
     tiny = str(__import__("pathlib").Path(__file__).parents[1] / "training" / "tiny.yaml")
     argv = [
         "train",
@@ -110,7 +84,7 @@ def test_in_training_metrics_go_to_the_log(prepared_tiny, tmp_path):
         tiny,
         "--no-progress",
         "--set",
-        f"eval_segmenter={tmp_path / 's'}",
+        f"eval_segmenter={trained_segmenter}",
         "--set",
         "eval_samples=16",
     ]

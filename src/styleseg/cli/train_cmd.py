@@ -119,7 +119,7 @@ def cmd_train(args) -> int:
             if dist.is_main():
                 tag = re.sub(r"[^A-Za-z0-9_.-]", "_", cfg.preset)
                 run = new_run_dir(out, tag)
-            run = _share(run)
+            run = dist.broadcast_object(run)
         trainer = Trainer(cfg, data, run, device)
         if resume_ckpt is not None:
             trainer.load(resume_ckpt)
@@ -134,14 +134,3 @@ def cmd_train(args) -> int:
         return trainer.train(progress=not args.no_progress)
     finally:
         dist.shutdown()
-
-
-def _share(obj):
-    """Rank 0's value of a picklable object on every rank."""
-    if not dist.is_distributed():
-        return obj
-    import torch.distributed as tdist
-
-    box = [obj]
-    tdist.broadcast_object_list(box, src=0)
-    return box[0]

@@ -137,13 +137,19 @@ def train_segmenter(
 
 
 def _gather(pool, pick, flips) -> tuple[torch.Tensor, torch.Tensor]:
-    images, masks = [], []
-    for j, f in zip(pick, flips):
-        ds, i = pool[j]
-        im, m = ds.load_batch(np.array([i]), np.array([f]))
-        images.append(im)
-        masks.append(m)
-    return torch.cat(images), torch.cat(masks)
+    """The picked (dataset, index) samples, read with one batched load per dataset."""
+    images = [None] * len(pick)
+    masks = [None] * len(pick)
+    by_dataset: dict[int, list[int]] = {}
+    for slot, j in enumerate(pick):
+        by_dataset.setdefault(id(pool[j][0]), []).append(slot)
+    for slots in by_dataset.values():
+        ds = pool[pick[slots[0]]][0]
+        idx = np.array([pool[pick[k]][1] for k in slots])
+        im, m = ds.load_batch(idx, np.asarray(flips)[slots])
+        for n, k in enumerate(slots):
+            images[k], masks[k] = im[n], m[n]
+    return torch.stack(images), torch.stack(masks)
 
 
 @torch.no_grad()

@@ -93,10 +93,6 @@ class AdaController:
         self.count = 0
         self.last_rt = 0.0
 
-    @property
-    def active(self) -> bool:
-        return self.cfg.enabled
-
     def accumulate(self, real_logits: torch.Tensor) -> None:
         self.sign_sum += float(torch.sign(real_logits.detach()).sum())
         self.count += real_logits.numel()

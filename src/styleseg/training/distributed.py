@@ -74,6 +74,15 @@ def all_reduce_mean(x: torch.Tensor) -> torch.Tensor:
     return all_reduce_sum(x) / world_size()
 
 
+def broadcast_object(obj):
+    """Rank 0's value of a picklable object on every rank."""
+    if not is_distributed():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def weight_fingerprint(module: torch.nn.Module) -> torch.Tensor:
     """Per-tensor float64 sums and sums of squares: equal across ranks iff (practically) equal weights."""
     stats = [torch.stack([t.double().sum(), t.double().square().sum()]) for t in module.state_dict().values()]

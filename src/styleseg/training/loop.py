@@ -49,14 +49,12 @@ class TrainingError(StylesegError):
     pass
 
 
-def mask_for_d(
-    probs: torch.Tensor, logits: torch.Tensor | None, mode: str, noise_std: float, rand: BatchRandom
-) -> torch.Tensor:
-    """What D sees of a mask. Real masks arrive as area fractions (logits None), fake ones as logits.
+def mask_for_d(probs: torch.Tensor, fake: bool, mode: str, noise_std: float, rand: BatchRandom) -> torch.Tensor:
+    """What D sees of a mask (B, K, H, W): real masks are area fractions, fake ones softmax probabilities.
     'straight_through' shows fakes as hard one-hot maps whose gradient is the softmax's; 'noise' adds
     the same Gaussian noise to real and fake masks, hiding the sharpness gap between one-hot reals
     and softmax fakes so D must judge the layout instead."""
-    if logits is not None and mode == "straight_through":
+    if fake and mode == "straight_through":
         hard = F.one_hot(probs.argmax(1), probs.shape[1]).permute(0, 3, 1, 2).to(probs.dtype)
         probs = hard + probs - probs.detach()
     if mode == "noise" and noise_std > 0:
@@ -111,7 +109,6 @@ class Trainer:
         self.stop_signal: int | None = None
         self.logger = RunLogger(run, enabled=dist.is_main())
         self.autocast = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.dtype == "bf16" else nullcontext()
-        self._timer = (time.perf_counter(), 0)
 
     # ----- state -----
     @property
@@ -248,9 +245,9 @@ class Trainer:
             mix_z = self.rand.randn(batch, self.cfg.model.z_dim)
         return {"z": z, "noise": noise, "mix_z": mix_z, "mix_cut": mix_cut}
 
-    def d_inputs(self, img, seg_probs, seg_logits, st):
+    def d_inputs(self, img, seg_probs, fake: bool):
         if seg_probs is not None:
-            seg_probs = mask_for_d(seg_probs, seg_logits, self.cfg.masks.mode, self.cfg.masks.noise_std, self.rand)
+            seg_probs = mask_for_d(seg_probs, fake, self.cfg.masks.mode, self.cfg.masks.noise_std, self.rand)
         if self.cfg.augment.enabled:
             img, seg_probs = augment(img, seg_probs, self.ada.p, self.cfg.augment, self.rand)
         return img, seg_probs
@@ -289,8 +286,8 @@ class Trainer:
             real_list = [t.detach().requires_grad_(True) for t in real_list]
         fake_seg = fake.seg.float().softmax(1) if fake.seg is not None else None
         with self.autocast:
-            r_img, r_seg = self.d_inputs(real_list[0], real_list[1] if len(real_list) > 1 else None, None, st)
-            f_img, f_seg = self.d_inputs(fake.img.float(), fake_seg, fake.seg, st)
+            r_img, r_seg = self.d_inputs(real_list[0], real_list[1] if len(real_list) > 1 else None, fake=False)
+            f_img, f_seg = self.d_inputs(fake.img.float(), fake_seg, fake=True)
             parts_img, parts_seg = [r_img, f_img], [r_seg, f_seg]
             if not logistic:  # WGAN-GP: random interpolates of real and fake, in the same D call
                 eps = self.rand.rand(batch, 1, 1, 1)
@@ -322,7 +319,7 @@ class Trainer:
         with self.autocast:
             out = self.G_ddp(**lat, **g_args)
             seg_probs = out.seg.float().softmax(1) if out.seg is not None else None
-            img, seg = self.d_inputs(out.img.float(), seg_probs, out.seg, st)
+            img, seg = self.d_inputs(out.img.float(), seg_probs, fake=True)
             gen_logits = self.D(img, seg, **d_args).float()
         loss_g = g_nonsaturating(gen_logits) if logistic else g_wgan(gen_logits)
         self.opt_G.zero_grad(set_to_none=True)
@@ -402,6 +399,12 @@ class Trainer:
         fd = frechet_distance(self._eval_real, embed(self._eval_seg, images, self.device))
         return {"eval_agreement_miou": round(mean_iou(cm), 5), "eval_fd_segmenter": round(fd, 5)}
 
+    def snapshot_and_metrics(self) -> None:
+        self.snapshot()
+        metrics = self.in_training_metrics()
+        if metrics:
+            self.logger.scalars({"kimg": round(self.kimg, 3), **metrics}, self.images_seen)
+
     def _install_signal_handlers(self) -> None:
         def handler(signum, frame):
             self.stop_signal = signum
@@ -425,10 +428,7 @@ class Trainer:
         t_start, seen_start = time.perf_counter(), self.images_seen
         while self.images_seen < total:
             if self.images_seen >= self.next_snapshot:
-                self.snapshot()
-                metrics = self.in_training_metrics()
-                if metrics:
-                    self.logger.scalars({"kimg": round(self.kimg, 3), **metrics}, self.images_seen)
+                self.snapshot_and_metrics()
                 self.next_snapshot += int(cfg.snapshot_kimg * 1000)
             if self.images_seen >= self.next_checkpoint:
                 due = self.images_seen > 0
@@ -471,11 +471,7 @@ class Trainer:
                 dist.print0(f"stopped by signal {self.stop_signal} at kimg {self.kimg:.2f}; checkpoint: {path}")
                 return 128 + self.stop_signal
         bar.close()
-        self.snapshot()
-        metrics = self.in_training_metrics()
-        if metrics:
-            self.logger.scalars({"kimg": round(self.kimg, 3), **metrics}, self.images_seen)
-            dist.print0(f"in-training metrics at kimg {self.kimg:.1f}: {metrics}")
+        self.snapshot_and_metrics()
         path = self.save()
         rate = (self.images_seen - seen_start) / max(time.perf_counter() - t_start, 1e-9)
         dist.print0(f"done: {self.kimg:.1f} kimg, {rate:.1f} images/s this session; checkpoint: {path}")
