@@ -93,3 +93,12 @@ def test_in_training_metrics_go_to_the_log(trained_segmenter, prepared_tiny, tmp
     records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     evals = [r for r in records if "eval_agreement_miou" in r]
     assert evals and 0 <= evals[-1]["eval_agreement_miou"] <= 1 and evals[-1]["eval_fd_segmenter"] >= 0
+
+
+def test_segmenter_eval_reads_styleseg_data(trained_segmenter, prepared_tiny, monkeypatch, capsys):
+    monkeypatch.setenv("STYLESEG_DATA", str(prepared_tiny))
+    assert main(["segmenter", "eval", "--ckpt", str(trained_segmenter)]) == 0
+    assert "val: mIoU" in capsys.readouterr().out
+    monkeypatch.delenv("STYLESEG_DATA")
+    assert main(["segmenter", "eval", "--ckpt", str(trained_segmenter)]) == 2
+    assert "pass --data DIR or set STYLESEG_DATA" in capsys.readouterr().err

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from styleseg.cli.common import add_device_arg
+from styleseg.cli.common import add_data_arg, add_device_arg, resolve_data
 from styleseg.data.store import PreparedDataset
 from styleseg.evaluate import evaluate, summary_table
 from styleseg.metrics.segmenter import (
@@ -28,7 +28,7 @@ def register(sub) -> None:
         description="Writes metrics.json and a self-contained report.html.",
     )
     p.add_argument("--ckpt", required=True, help="run folder, checkpoint folder, or a file inside one")
-    p.add_argument("--data", required=True, help="prepared real dataset at the model's resolution")
+    add_data_arg(p, "prepared real dataset at the model's resolution (default: $STYLESEG_DATA)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--n", type=int, default=1000, help="generated pairs (default 1000)")
     p.add_argument("--truncation", type=float, default=1.0, metavar="PSI")
@@ -40,7 +40,7 @@ def register(sub) -> None:
     p = sub.add_parser("segmenter", help="train or score the reference segmentation network")
     s = p.add_subparsers(dest="segmenter_command", metavar="ACTION", required=True)
     t = s.add_parser("train", help="train a U-Net on a prepared dataset (cached by dataset fingerprint)")
-    t.add_argument("--data", required=True, help="prepared dataset (its train split, labeled samples)")
+    add_data_arg(t, "prepared dataset: its labeled train split (default: $STYLESEG_DATA)")
     t.add_argument("--extra", action="append", default=[], help="more prepared datasets to train on (all samples)")
     t.add_argument("--out", required=True, help="folder for the trained segmenter")
     t.add_argument("--cache", default=str(DEFAULT_CACHE))
@@ -48,7 +48,7 @@ def register(sub) -> None:
     t.set_defaults(func=cmd_seg_train)
     e = s.add_parser("eval", help="mIoU, per-class IoU and pixel accuracy of a trained segmenter")
     e.add_argument("--ckpt", required=True, help="folder written by `segmenter train`")
-    e.add_argument("--data", required=True)
+    add_data_arg(e, "prepared dataset to score on (default: $STYLESEG_DATA)")
     e.add_argument("--split", choices=["train", "val", "test"], default="val")
     add_device_arg(e)
     e.set_defaults(func=cmd_seg_eval)
@@ -58,7 +58,7 @@ def cmd_evaluate(args) -> int:
     device = resolve_device(args.device)
     metrics = evaluate(
         Path(args.ckpt),
-        Path(args.data),
+        resolve_data(args.data),
         Path(args.out),
         args.n,
         args.truncation,
@@ -75,7 +75,7 @@ def cmd_evaluate(args) -> int:
 
 def cmd_seg_train(args) -> int:
     device = resolve_device(args.device)
-    ds = PreparedDataset(Path(args.data))
+    ds = PreparedDataset(resolve_data(args.data))
     sets = [(ds, ds.indices("train", labeled_only=True))]
     for extra in args.extra:
         e = PreparedDataset(Path(extra))
@@ -94,7 +94,7 @@ def cmd_seg_train(args) -> int:
 def cmd_seg_eval(args) -> int:
     device = resolve_device(args.device)
     model, _ = load_segmenter(Path(args.ckpt), device)
-    ds = PreparedDataset(Path(args.data))
+    ds = PreparedDataset(resolve_data(args.data))
     r = evaluate_segmenter(model, ds, args.split, device)
     print(f"{args.split}: mIoU {r['miou']:.3f}, pixel accuracy {r['pixel_accuracy']:.3f} over {r['n']} images")
     for name, iou in r["iou"].items():
