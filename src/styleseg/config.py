@@ -41,6 +41,10 @@ class ModelConfig:
     """Channels of stage 0 before the cap; halves every stage (4096 with a 512 cap = StyleGAN's widths)."""
     channel_max: int = 512
     """Upper bound on channels of any stage."""
+    head_init_scale: float = 0.1
+    """Initial size of G's output-head weights relative to the equalized-lr init. 1.0 (as in StyleGAN)
+    starts every stage with saturated colour noise that takes thousands of steps to unlearn; 0.1
+    starts from flat grey and learns colour within the first kimg; see README, "Training notes"."""
     mbstd_group: int = 4
     """Group size of the minibatch standard deviation layer in D."""
     w_avg_beta: float = 0.995
@@ -107,6 +111,8 @@ class OptimConfig:
     """Batch per stage (per process); the last value applies to later stages."""
     lr: list[float] = field(default_factory=lambda: [0.0015])
     """Adam learning rate per stage; the last value applies to later stages."""
+    d_lr_mul: float = 1.0
+    """D's learning rate is lr times this (a two time-scale update rule when != 1)."""
     betas: tuple[float, float] = (0.0, 0.99)
     """Adam betas, as in StyleGAN."""
     loss: str = "logistic"
@@ -130,6 +136,8 @@ class OptimConfig:
             raise ConfigError("optim.batch and optim.lr need at least one positive value")
         if not all(math.isfinite(v) and v > 0 for v in self.lr):
             raise ConfigError(f"optim.lr must be positive and finite, not {self.lr}")
+        if not (math.isfinite(self.d_lr_mul) and self.d_lr_mul > 0):
+            raise ConfigError(f"optim.d_lr_mul must be positive and finite, not {self.d_lr_mul}")
         self.betas = tuple(self.betas)
 
     def at_stage(self, values: list, stage: int):

@@ -153,3 +153,19 @@ def test_growth_schedule():
 def test_parent_index_of_ccp12():
     parents = parent_index(LEVELS[0], LEVELS[2])
     assert parents[0] == 0 and np.all(parents[1:] == 1)
+
+
+@pytest.mark.parametrize("stage", [0, 3])
+def test_small_output_heads_start_near_flat_grey(stage):
+    """head_init_scale shrinks the initial RGB/logit projections, so a fresh head emits a low-contrast
+    image instead of unit-variance colour noise."""
+    stds = {}
+    for scale in (1.0, 0.1):
+        torch.manual_seed(0)
+        G = Generator(tiny_model_config(head_init_scale=scale), SIZES)
+        z, noise = latents(G, 8, stage)
+        out = G(z.float(), stage, 1.0, 2, noise=[n.float() for n in noise])
+        stds[scale] = (out.img.std().item(), out.seg.std().item())
+    assert stds[1.0][0] > 0.5  # StyleGAN's usual init: saturated noise
+    for full, small in zip(stds[1.0], stds[0.1]):
+        assert small == pytest.approx(full * 0.1, rel=1e-4)  # a 1x1 conv is linear in its weights

@@ -4,6 +4,7 @@ memory format, to float tolerance."""
 import copy
 from pathlib import Path
 
+import pytest
 import torch
 
 from styleseg.config import build_config
@@ -39,3 +40,12 @@ def test_channels_last_matches_plain_memory_format(prepared_tiny, tmp_path):
     for plain, fast in ((g_plain, g_cl), (d_plain, d_cl)):
         for key in plain:
             torch.testing.assert_close(fast[key].contiguous(), plain[key].contiguous(), atol=1e-4, rtol=1e-4, msg=key)
+
+
+def test_discriminator_learning_rate_multiplier(prepared_tiny, tmp_path):
+    cfg = build_config(TINY, ["optim.lr=[0.002]", "optim.d_lr_mul=2.5"])
+    trainer = Trainer(cfg, PreparedDataset(prepared_tiny), tmp_path, torch.device("cpu"))
+    trainer.logger.enabled = False
+    trainer.train_step()
+    assert [g["lr"] for g in trainer.opt_G.param_groups] == [0.002]
+    assert [g["lr"] for g in trainer.opt_D.param_groups] == [pytest.approx(0.005)]

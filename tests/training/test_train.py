@@ -136,3 +136,5 @@ def test_non_finite_loss_stops_with_a_clear_message(prepared_tiny, tmp_path, cap
 def test_invalid_learning_rate_is_refused(prepared_tiny, tmp_path, capsys):
     assert main(train_args(prepared_tiny, tmp_path / "runs", "--set", "optim.lr=[.nan]")) == 2
     assert "optim.lr must be positive and finite" in capsys.readouterr().err
+    assert main(train_args(prepared_tiny, tmp_path / "runs", "--set", "optim.d_lr_mul=0")) == 2
+    assert "optim.d_lr_mul must be positive and finite" in capsys.readouterr().err

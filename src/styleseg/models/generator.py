@@ -83,12 +83,15 @@ class SynthesisBlock(nn.Module):
 
 
 class OutputHead(nn.Module):
-    """1x1 convs from features to RGB and to segmentation logits, one seg conv per class level."""
+    """1x1 convs from features to RGB and to segmentation logits, one seg conv per class level.
+    Weights start at init_scale of the usual size, so a head first emits a nearly flat grey image
+    and uniform class probabilities instead of the saturated colour noise that random projections
+    of instance-normalised features give."""
 
-    def __init__(self, channels: int, level_sizes: list[int]):
+    def __init__(self, channels: int, level_sizes: list[int], init_scale: float = 1.0):
         super().__init__()
-        self.rgb = EqualConv2d(channels, 3, 1, gain=1.0)
-        self.seg = nn.ModuleList(EqualConv2d(channels, k, 1, gain=1.0) for k in level_sizes)
+        self.rgb = EqualConv2d(channels, 3, 1, gain=1.0, init_scale=init_scale)
+        self.seg = nn.ModuleList(EqualConv2d(channels, k, 1, gain=1.0, init_scale=init_scale) for k in level_sizes)
 
     def forward(self, x: torch.Tensor, seg_level: int | None) -> torch.Tensor:
         rgb = self.rgb(x)
@@ -110,7 +113,7 @@ class Generator(nn.Module):
         for s in range(cfg.num_stages):
             in_ch = cfg.channels(max(s - 1, 0))
             self.blocks.append(SynthesisBlock(in_ch, cfg.channels(s), cfg.w_dim, cfg.base_shape if s == 0 else None))
-            self.heads.append(OutputHead(cfg.channels(s), level_sizes))
+            self.heads.append(OutputHead(cfg.channels(s), level_sizes, cfg.head_init_scale))
         self.register_buffer("w_avg", torch.zeros(cfg.w_dim))
 
     def make_noise(

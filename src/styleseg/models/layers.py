@@ -39,11 +39,20 @@ class EqualLinear(nn.Module):
 
 
 class EqualConv2d(nn.Module):
-    """Convolution with equalized learning rate ('same' padding)."""
+    """Convolution with equalized learning rate ('same' padding). init_scale < 1 starts the layer
+    with smaller weights than the equalized N(0, 1), which also makes its relative learning rate larger."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel: int, gain: float = LRELU_GAIN, bias: bool = True):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel: int,
+        gain: float = LRELU_GAIN,
+        bias: bool = True,
+        init_scale: float = 1.0,
+    ):
         super().__init__()
-        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel, kernel))
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel, kernel) * init_scale)
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
         self.scale = gain / math.sqrt(in_channels * kernel * kernel)
         self.padding = kernel // 2

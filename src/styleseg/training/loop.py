@@ -258,9 +258,9 @@ class Trainer:
             self.apply_growth(st)
         batch = cfg.optim.at_stage(cfg.optim.batch, st.stage)
         lr = cfg.optim.at_stage(cfg.optim.lr, st.stage)
-        for opt in (self.opt_G, self.opt_D):
+        for opt, opt_lr in ((self.opt_G, lr), (self.opt_D, lr * cfg.optim.d_lr_mul)):
             for group in opt.param_groups:
-                group["lr"] = lr
+                group["lr"] = opt_lr
         # The minibatch-stddev group must divide the per-process batch, so that real and fake halves of
         # one D call never share a group and N processes group samples exactly as one process does.
         group = math.gcd(cfg.model.mbstd_group, batch)
