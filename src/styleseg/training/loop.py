@@ -252,30 +252,12 @@ class Trainer:
             img, seg_probs = augment(img, seg_probs, self.ada.p, self.cfg.augment, self.rand)
         return img, seg_probs
 
-    def train_step(self) -> dict:
-        cfg, st = self.cfg, self.growth()
-        if st.structure != self.structure:
-            self.apply_growth(st)
-        batch = cfg.optim.at_stage(cfg.optim.batch, st.stage)
-        lr = cfg.optim.at_stage(cfg.optim.lr, st.stage)
-        for opt, opt_lr in ((self.opt_G, lr), (self.opt_D, lr * cfg.optim.d_lr_mul)):
-            for group in opt.param_groups:
-                group["lr"] = opt_lr
-        # The minibatch-stddev group must divide the per-process batch, so that real and fake halves of
-        # one D call never share a group and N processes group samples exactly as one process does.
-        group = math.gcd(cfg.model.mbstd_group, batch)
-        d_args = {
-            "stage": st.stage,
-            "alpha": st.alpha,
-            "seg_level": st.seg_level,
-            "seg_alpha": st.seg_alpha,
-            "mbstd_group": group,
-        }
-        g_args = {"stage": st.stage, "alpha": st.alpha, "seg_level": st.seg_level}
+    def d_step(self, st: GrowthState, batch: int, d_args: dict, g_args: dict) -> tuple[dict, torch.Tensor]:
+        """Discriminator: real vs fake in one D call, with lazy R1 every r1_interval steps (or WGAN-GP).
+        Returns the statistics to log and the loss."""
+        cfg = self.cfg
         logistic = cfg.optim.loss == "logistic"
         stats = {}
-
-        # Discriminator: real vs fake, with lazy R1 every r1_interval steps.
         real_img, real_seg = self.real_inputs(st, batch)
         lat = self.latents(st, batch)
         with torch.no_grad(), self.autocast:
@@ -312,8 +294,12 @@ class Trainer:
         loss_d.backward()
         self.opt_D.step()
         self.ada.accumulate(real_logits)
+        stats.update(real_score=float(real_logits.detach().mean()), fake_score=float(fake_logits.detach().mean()))
+        return stats, loss_d
 
-        # Generator: fool D (D's weights frozen; its raw module avoids a second DDP reduction).
+    def g_step(self, st: GrowthState, batch: int, d_args: dict, g_args: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Generator: fool D (D's weights frozen; its raw module avoids a second DDP reduction).
+        Returns the loss and the styles used (for the tracked average w)."""
         lat = self.latents(st, batch)
         self.D.requires_grad_(False)
         with self.autocast:
@@ -321,12 +307,36 @@ class Trainer:
             seg_probs = out.seg.float().softmax(1) if out.seg is not None else None
             img, seg = self.d_inputs(out.img.float(), seg_probs, fake=True)
             gen_logits = self.D(img, seg, **d_args).float()
-        loss_g = g_nonsaturating(gen_logits) if logistic else g_wgan(gen_logits)
+        loss_g = g_nonsaturating(gen_logits) if self.cfg.optim.loss == "logistic" else g_wgan(gen_logits)
         self.opt_G.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_G.step()
         self.D.requires_grad_(True)
-        self.G.update_w_avg(dist.all_reduce_mean(out.ws[:, 0].detach().float().mean(0)))
+        return loss_g, out.ws
+
+    def train_step(self) -> dict:
+        cfg, st = self.cfg, self.growth()
+        if st.structure != self.structure:
+            self.apply_growth(st)
+        batch = cfg.optim.at_stage(cfg.optim.batch, st.stage)
+        lr = cfg.optim.at_stage(cfg.optim.lr, st.stage)
+        for opt, opt_lr in ((self.opt_G, lr), (self.opt_D, lr * cfg.optim.d_lr_mul)):
+            for group in opt.param_groups:
+                group["lr"] = opt_lr
+        # The minibatch-stddev group must divide the per-process batch, so that real and fake halves of
+        # one D call never share a group and N processes group samples exactly as one process does.
+        group = math.gcd(cfg.model.mbstd_group, batch)
+        d_args = {
+            "stage": st.stage,
+            "alpha": st.alpha,
+            "seg_level": st.seg_level,
+            "seg_alpha": st.seg_alpha,
+            "mbstd_group": group,
+        }
+        g_args = {"stage": st.stage, "alpha": st.alpha, "seg_level": st.seg_level}
+        stats, loss_d = self.d_step(st, batch, d_args, g_args)
+        loss_g, ws = self.g_step(st, batch, d_args, g_args)
+        self.G.update_w_avg(dist.all_reduce_mean(ws[:, 0].detach().float().mean(0)))
 
         global_batch = batch * self.world
         self.images_seen += global_batch
@@ -341,12 +351,7 @@ class Trainer:
                 f"non-finite loss at kimg {self.kimg:.2f} (step {self.step}): D {loss_d_value}, G {loss_g_value}; "
                 f"stopped without saving, the last good checkpoint is in {self.run / 'checkpoints'}"
             )
-        stats.update(
-            loss_D=loss_d_value,
-            loss_G=loss_g_value,
-            real_score=float(real_logits.detach().mean()),
-            fake_score=float(fake_logits.detach().mean()),
-        )
+        stats.update(loss_D=loss_d_value, loss_G=loss_g_value)
         return stats
 
     # ----- outputs -----
