@@ -44,7 +44,7 @@ class ModelConfig:
     head_init_scale: float = 0.1
     """Initial size of G's output-head weights relative to the equalized-lr init. 1.0 (as in StyleGAN)
     starts every stage with saturated colour noise that takes thousands of steps to unlearn; 0.1
-    starts from flat grey and learns colour within the first kimg; see README, "Training notes"."""
+    starts from flat grey and reaches real colour statistics within a short run; see README, "Training notes"."""
     mbstd_group: int = 4
     """Group size of the minibatch standard deviation layer in D."""
     w_avg_beta: float = 0.995
