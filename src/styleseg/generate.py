@@ -90,6 +90,7 @@ def generate_dataset(
     """Generate until `opts.n` samples are kept; returns counts. Continues an interrupted run in `out`."""
     class_map = level_class_map(model)
     palette = [c for color in class_map.palette for c in color] + [0] * (768 - 3 * len(class_map.palette))
+    overlay_palette = class_map.palette if opts.overlays else None
     out = Path(out)
     if opts.write:
         for sub in ["images", "masks"] + (["overlays"] if opts.overlays else []):
@@ -144,7 +145,6 @@ def generate_dataset(
                 )
                 kept, dropped = kept + keep, dropped + (not keep)
                 if opts.write and keep:
-                    overlay_palette = class_map.palette if opts.overlays else None
                     writes.append(pool.submit(_write_sample, out, name, images[i], masks[i], palette, overlay_palette))
             if opts.write:
                 for future in writes:  # manifest lines only after the files are complete

@@ -110,8 +110,10 @@ def train_segmenter(
     res = {ds.resolution for ds, _ in datasets}
     if len(res) != 1:
         raise StylesegError(f"segmenter training sets differ in resolution: {sorted(res)}")
-    pool = [(ds, int(i)) for ds, idx in datasets for i in idx]
-    if not pool:
+    # The pool of samples as two parallel arrays: which dataset, which index in it.
+    pool_ds = np.concatenate([np.full(len(idx), d) for d, (_, idx) in enumerate(datasets)])
+    pool_idx = np.concatenate([np.asarray(idx, np.int64) for _, idx in datasets])
+    if not len(pool_idx):
         raise StylesegError("segmenter training set is empty")
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -123,8 +125,8 @@ def train_segmenter(
     start = time.perf_counter()
     model.train()
     for step in range(steps):
-        pick = rng.integers(0, len(pool), cfg.batch)
-        images, masks = _gather(pool, pick, rng.random(cfg.batch) < 0.5)
+        pick = rng.integers(0, len(pool_idx), cfg.batch)
+        images, masks = _gather(datasets, pool_ds[pick], pool_idx[pick], rng.random(cfg.batch) < 0.5)
         x = _jitter(_to_input(images), gen).to(device)
         loss = F.cross_entropy(model(x), masks.long().to(device))
         opt.zero_grad(set_to_none=True)
@@ -136,20 +138,19 @@ def train_segmenter(
     return model.eval()
 
 
-def _gather(pool, pick, flips) -> tuple[torch.Tensor, torch.Tensor]:
-    """The picked (dataset, index) samples, read with one batched load per dataset."""
-    images = [None] * len(pick)
-    masks = [None] * len(pick)
-    by_dataset: dict[int, list[int]] = {}
-    for slot, j in enumerate(pick):
-        by_dataset.setdefault(id(pool[j][0]), []).append(slot)
-    for slots in by_dataset.values():
-        ds = pool[pick[slots[0]]][0]
-        idx = np.array([pool[pick[k]][1] for k in slots])
-        im, m = ds.load_batch(idx, np.asarray(flips)[slots])
-        for n, k in enumerate(slots):
-            images[k], masks[k] = im[n], m[n]
-    return torch.stack(images), torch.stack(masks)
+def _gather(datasets, which: np.ndarray, idx: np.ndarray, flips: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Samples idx[k] of datasets[which[k]], in order, read with one batched load per dataset."""
+    images = masks = None
+    for d, (ds, _) in enumerate(datasets):
+        slots = np.flatnonzero(which == d)
+        if not len(slots):
+            continue
+        im, m = ds.load_batch(idx[slots], flips[slots])
+        if images is None:
+            images = im.new_empty((len(idx), *im.shape[1:]))
+            masks = m.new_empty((len(idx), *m.shape[1:]))
+        images[slots], masks[slots] = im, m
+    return images, masks
 
 
 @torch.no_grad()

@@ -109,6 +109,7 @@ class Trainer:
         self.stop_signal: int | None = None
         self.logger = RunLogger(run, enabled=dist.is_main())
         self.autocast = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.dtype == "bf16" else nullcontext()
+        self._eval_seg = self._eval_real = None  # reference segmenter and its real-image features, loaded lazily
 
     # ----- state -----
     @property
@@ -388,21 +389,18 @@ class Trainer:
         if not (cfg.eval_segmenter and dist.is_main() and final and self.data_factor == 1):
             return None
         from styleseg.metrics.distribution import frechet_distance
-        from styleseg.metrics.segmentation import confusion_matrix, mean_iou
-        from styleseg.metrics.segmenter import embed, load_segmenter, predict
+        from styleseg.metrics.segmenter import embed, load_segmenter, predict, scores
 
-        if getattr(self, "_eval_seg", None) is None:
+        if self._eval_seg is None:
             self._eval_seg, _ = load_segmenter(Path(cfg.eval_segmenter), self.device)
             real, _ = self.data.load_batch(self.data.indices("train")[: max(cfg.eval_samples, 16)])
             self._eval_real = embed(self._eval_seg, real, self.device)
         seeds = list(range(10_000, 10_000 + cfg.eval_samples))
         out = synthesize(self.G_ema, seeds, st.stage, st.alpha, st.seg_level, device=self.device)
         images = torch.from_numpy(to_uint8_images(out.img)).permute(0, 3, 1, 2)
-        cm = confusion_matrix(
-            to_class_ids(out.seg), predict(self._eval_seg, images, self.device), len(self.levels[-1].names)
-        )
+        agreement = scores(to_class_ids(out.seg), predict(self._eval_seg, images, self.device), self.levels[-1].names)
         fd = frechet_distance(self._eval_real, embed(self._eval_seg, images, self.device))
-        return {"eval_agreement_miou": round(mean_iou(cm), 5), "eval_fd_segmenter": round(fd, 5)}
+        return {"eval_agreement_miou": round(agreement["miou"], 5), "eval_fd_segmenter": round(fd, 5)}
 
     def snapshot_and_metrics(self) -> None:
         self.snapshot()
