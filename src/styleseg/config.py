@@ -184,6 +184,14 @@ class MaskInputConfig:
 
 
 @dataclass
+class DataConfig:
+    """How training reads the prepared data."""
+
+    xflip: bool = True
+    """Flip half of the real samples horizontally each epoch (left/right classes swapped with them)."""
+
+
+@dataclass
 class TrainConfig:
     """Everything a training run needs; written to config.json in the run folder."""
 
@@ -193,6 +201,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     masks: MaskInputConfig = field(default_factory=MaskInputConfig)
+    data: DataConfig = field(default_factory=DataConfig)
     classes: str | None = None
     """Class map for raw data (default: the dataset's); prepared data carries its own."""
     seed: int = 0

@@ -1,7 +1,15 @@
 import numpy as np
 import torch
 
-from styleseg.data.geometry import area_fractions, letterbox_image, letterbox_mask, letterbox_padding, soft_onehot
+from styleseg.data.geometry import (
+    FIT_MODES,
+    area_fractions,
+    fit_aspect,
+    letterbox_image,
+    letterbox_mask,
+    letterbox_padding,
+    soft_onehot,
+)
 
 
 def test_letterbox_pads_only_the_short_axis_least():
@@ -11,12 +19,28 @@ def test_letterbox_pads_only_the_short_axis_least():
     assert (left, right) == (0, 0) and top + bottom == 200
 
 
-def test_letterbox_image_shape_and_reflection():
+def test_letterbox_image_shape_and_edge_padding():
     img = np.zeros((90, 40, 3), np.uint8)
-    img[:, :15] = 255  # a bright band at the left edge is mirrored into the 10-pixel left padding
+    img[:, :2] = 255  # a bright column at the left edge is repeated into the 10-pixel left padding
     out = letterbox_image(img, (48, 32))
     assert out.shape == (48, 32, 3) and out.dtype == np.uint8
-    assert out[:, 0].mean() > 100
+    assert out[:, 0].mean() > 200
+
+
+def test_image_and_mask_get_the_same_padding():
+    """Whatever the pad shows in the image, the mask labels as the same thing: a person touching the
+    left edge continues into the pad as person in both (reflect vs background once disagreed)."""
+    img = np.full((90, 40, 3), 200, np.uint8)
+    mask = np.zeros((90, 40), np.uint8)
+    img[:, :6] = 20  # a dark "person" column at the left edge...
+    mask[:, :6] = 3  # ...labelled class 3
+    for fit in FIT_MODES:
+        out_img = letterbox_image(img, (48, 32), fit)
+        out_mask = letterbox_mask(mask, (48, 32), 8, fit)
+        dark = out_img.mean(-1) < 110
+        labelled = out_mask == 3
+        assert (dark == labelled).mean() > 0.95, fit  # at most the resampled boundary column differs
+    assert fit_aspect(mask, (48, 32), "crop").shape == (60, 40)
 
 
 def test_mask_fractions_sum_to_one_and_never_invent_ids():

@@ -3,7 +3,7 @@ import pytest
 import scipy.io
 from PIL import Image
 
-from styleseg.data.readers import CCPReader, PairedFolderReader, open_source
+from styleseg.data.readers import CCPReader, ParsingFolderReader, open_source
 from styleseg.errors import DataError
 
 
@@ -22,20 +22,20 @@ def test_ccp_reader_splits_and_unlabeled(tiny_ccp):
 
 def test_paired_reader(tiny_paired):
     reader = open_source(tiny_paired)
-    assert isinstance(reader, PairedFolderReader)
+    assert isinstance(reader, ParsingFolderReader) and reader.name == "paired"
     assert reader.source_labels == ("background", "person", "bag")
     sample = reader.samples[0]
     mask = reader.read_mask(sample)
     assert set(np.unique(mask)) <= {0, 1, 2}
     assert {s.split for s in reader.samples} <= {"train", "val"}
     # the split depends on the name alone
-    assert [s.split for s in PairedFolderReader(tiny_paired).samples] == [s.split for s in reader.samples]
+    assert [s.split for s in open_source(tiny_paired).samples] == [s.split for s in reader.samples]
 
 
 def test_paired_split_files_override_hash(tiny_paired):
     (tiny_paired / "splits").mkdir()
     (tiny_paired / "splits" / "test.txt").write_text("s000\ns001\n")
-    splits = {s.id: s.split for s in PairedFolderReader(tiny_paired).samples}
+    splits = {s.id: s.split for s in open_source(tiny_paired).samples}
     assert splits["s000"] == "test" and splits["s001"] == "test"
 
 
@@ -72,7 +72,7 @@ def test_ccp_without_photos(tmp_path):
 def test_rgb_mask_is_rejected(tiny_paired):
     path = tiny_paired / "masks" / "s000.png"
     Image.fromarray(np.zeros((48, 32, 3), np.uint8)).save(path)
-    reader = PairedFolderReader(tiny_paired)
+    reader = open_source(tiny_paired)
     with pytest.raises(DataError, match="s000.png: mask must be a single-channel or palette PNG"):
         reader.read_mask(reader.samples[0])
 

@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from styleseg.cli.common import add_data_arg, resolve_data
 from styleseg.data.download import DATASETS, default_cache_root, download_dataset
-from styleseg.data.geometry import parse_resolution
+from styleseg.data.geometry import FIT_MODES, parse_resolution
 from styleseg.data.prepare import prepare_dataset
 from styleseg.data.store import PreparedDataset
 from styleseg.errors import StylesegError
@@ -24,15 +24,28 @@ def register(sub) -> None:
         description="Read a CCP or paired-folder dataset and write a memory-mappable store "
         "(uint8 images, masks, labeled flags, splits) with dataset.json.",
     )
-    add_data_arg(p, "source dataset: CCP layout or images/+masks/+classes.json (default: $STYLESEG_DATA)")
+    add_data_arg(
+        p,
+        "source dataset: CCP, VITON (image/ + image-parse/), LIP, CIHP, ATR, images/ + masks/, or COCO JSON "
+        "(default: $STYLESEG_DATA)",
+    )
     p.add_argument("--out", required=True, help="folder to create for the prepared dataset")
     p.add_argument("--resolution", default="96x64", help="HxW, e.g. 96x64 (default) or 192x128")
     p.add_argument(
         "--classes",
         default=None,
-        help="class map: ccp-12 (CCP default), ccp-full, person, source (paired default), or a YAML/JSON file",
+        help="class map: ccp-12 (CCP default), ccp-full, person, lip-12 (VITON/LIP/CIHP default), lip-20, atr-18, "
+        "source (the dataset's own class file), or a YAML/JSON file or a text file of class names",
     )
-    p.add_argument("--workers", type=int, default=None, help="decoding processes (default: CPU count)")
+    p.add_argument("--image-dir", default=None, help="photo folder inside --data (with --mask-dir; else detected)")
+    p.add_argument("--mask-dir", default=None, help="label-PNG folder inside --data (with --image-dir)")
+    p.add_argument(
+        "--fit",
+        default="pad-edge",
+        choices=list(FIT_MODES),
+        help="how photos of another aspect reach the target one; image and mask alike (default pad-edge)",
+    )
+    p.add_argument("--workers", type=int, default=None, help="decoding processes (default: every core)")
     p.add_argument("--force", action="store_true", help="replace an existing prepared dataset at --out")
     p.set_defaults(func=cmd_prepare)
 
@@ -75,9 +88,24 @@ def cmd_prepare(args) -> int:
         bar.total = total
         bar.update(done - bar.n)
 
-    meta = prepare_dataset(source, Path(args.out), resolution, args.classes, args.workers, args.force, progress)
+    meta = prepare_dataset(
+        source,
+        Path(args.out),
+        resolution,
+        args.classes,
+        args.workers,
+        args.force,
+        progress,
+        image_dir=args.image_dir,
+        mask_dir=args.mask_dir,
+        fit=args.fit,
+    )
     bar.close()
-    print(f"prepared {meta['num_samples']} samples at {args.resolution} into {args.out} in {meta['prepare_seconds']} s")
+    rate = meta["num_samples"] / max(meta["prepare_seconds"], 1e-9)
+    print(
+        f"prepared {meta['num_samples']} samples at {args.resolution} into {args.out} "
+        f"in {meta['prepare_seconds']} s ({rate:.0f} images/s, {meta['workers']} workers)"
+    )
     print_summary(meta)
     return 0
 
@@ -86,7 +114,11 @@ def print_summary(meta: dict) -> None:
     counts = meta["counts"]
     labeled = sum(c["labeled"] for c in counts.values())
     unlabeled = sum(c["unlabeled"] for c in counts.values())
-    print(f"resolution {meta['resolution'][0]}x{meta['resolution'][1]} (HxW); classes '{meta['classes']['name']}'")
+    print(
+        f"{meta['num_samples']} samples from {meta['source']['layout']} layout; resolution "
+        f"{meta['resolution'][0]}x{meta['resolution'][1]} (HxW), fit {meta.get('fit', 'pad-reflect (old store)')}; "
+        f"classes '{meta['classes']['name']}'"
+    )
     print(f"{labeled} labeled, {unlabeled} unlabeled")
     print(f"{'split':<8}{'labeled':>9}{'unlabeled':>11}")
     for split, c in counts.items():
@@ -99,6 +131,9 @@ def print_summary(meta: dict) -> None:
     for depth, level in enumerate(meta["classes"].get("coarse_levels", [])):
         groups = "; ".join(f"{g['name']}: {', '.join(g['members'])}" for g in level)
         print(f"coarse level {depth}: {groups}")
+    pairs = meta["classes"].get("mirror_pairs", [])
+    if pairs:
+        print("left/right pairs (swapped by every flip): " + ", ".join(f"{a} <-> {b}" for a, b in pairs))
 
 
 def cmd_info(args) -> int:

@@ -1,10 +1,12 @@
 """Readers of source datasets in their original layouts.
 
-Two layouts are understood:
 - CCP (Clothing Co-Parsing): photos/NNNN.jpg, annotations/pixel-level/NNNN.mat (`groundtruth`),
   annotations/image-level/NNNN.mat (tags only: an image-only sample), label_list.mat.
-- Paired folders: images/<stem>.{png,jpg,...} + masks/<stem>.png (single-channel or palette
-  indices) + classes.json; the layout `styleseg generate` writes.
+- Parsing folders: photos beside label PNGs (single-channel or palette indices) with matching stems:
+  images/ + masks/ (the layout `styleseg generate` writes), VITON's image/ + image-parse/, LIP's
+  {train,val}_images/ + {train,val}_segmentations/, CIHP's {Training,Validation}/Images/ +
+  Category_ids/, ATR's JPEGImages/ + SegmentationClassAug/, or any two folders named by the user.
+- COCO-format JSON (polygons or RLE) in `coco.py`.
 Readers return plain numpy arrays and raise DataError naming the file on any problem.
 """
 
@@ -20,7 +22,7 @@ import scipy.io
 from PIL import Image, UnidentifiedImageError
 from scipy.io.matlab import MatReadError
 
-from styleseg.data.classes import CCP_LABELS, ClassMap
+from styleseg.data.classes import ATR_LABELS, CCP_LABELS, LIP_LABELS, ClassMap
 from styleseg.errors import DataError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
@@ -117,35 +119,120 @@ class CCPReader:
         return np.asarray(mask, dtype=np.uint8)
 
 
-class PairedFolderReader:
-    """images/ + masks/ with matching stems, class names and colours from classes.json."""
+@dataclass(frozen=True)
+class FolderPair:
+    """Where one split of a parsing dataset keeps its photos and its label maps."""
 
-    name = "paired"
-    default_class_map = "source"
+    images: str
+    masks: str
+    split: str | None = None  # None: split by splits/*.txt, else by a hash of the name
 
-    def __init__(self, root: Path):
-        self.root = Path(root)
-        images, masks, classes = self.root / "images", self.root / "masks", self.root / "classes.json"
-        for required in (images, masks, classes):
-            if not required.exists():
-                raise DataError(f"{required}: missing; a paired dataset has images/, masks/ and classes.json")
-        try:
-            self.own_class_map = ClassMap.from_json(json.loads(classes.read_text()))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise DataError(f"{classes}: not a valid classes.json ({exc})") from exc
-        self.source_labels = self.own_class_map.classes
-        image_files = {p.stem: p for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
-        if not image_files:
-            raise DataError(f"{images}: no images found")
-        mask_files = {p.stem: p for p in masks.iterdir() if p.suffix.lower() == ".png"}
-        orphans = sorted(set(mask_files) - set(image_files))
-        if orphans:
-            raise DataError(f"{mask_files[orphans[0]]}: mask has no image ({len(orphans)} such files)")
+
+@dataclass(frozen=True)
+class ParsingLayout:
+    """A known folder layout of photos beside label PNGs, and the labels its maps use."""
+
+    name: str
+    pairs: tuple[FolderPair, ...]
+    source_labels: tuple[str, ...] | None  # None: from the dataset's class file
+    default_class_map: str
+
+
+PARSING_LAYOUTS = (
+    ParsingLayout("paired", (FolderPair("images", "masks"),), None, "source"),
+    ParsingLayout("viton", (FolderPair("image", "image-parse"),), tuple(LIP_LABELS), "lip-12"),
+    ParsingLayout(
+        "lip",
+        (
+            FolderPair("train_images", "train_segmentations", "train"),
+            FolderPair("val_images", "val_segmentations", "val"),
+        ),
+        tuple(LIP_LABELS),
+        "lip-12",
+    ),
+    ParsingLayout(
+        "cihp",
+        (
+            FolderPair("Training/Images", "Training/Category_ids", "train"),
+            FolderPair("Validation/Images", "Validation/Category_ids", "val"),
+        ),
+        tuple(LIP_LABELS),
+        "lip-12",
+    ),
+    ParsingLayout("atr", (FolderPair("JPEGImages", "SegmentationClassAug"),), tuple(ATR_LABELS), "atr-18"),
+)
+CLASS_FILES = ("classes.json", "classes.txt")
+
+
+def hash_split(stem: str) -> str:
+    """A deterministic 90/10 train/val split by name (first 8 hex digits of SHA-1 mod 10 == 0 -> val),
+    stable as files are added."""
+    return "val" if int(hashlib.sha1(stem.encode()).hexdigest()[:8], 16) % 10 == 0 else "train"
+
+
+def read_class_file(path: Path) -> ClassMap:
+    """classes.json (a list of names, {"classes": [...]}, or styleseg's class table) or classes.txt."""
+    try:
+        if path.suffix == ".txt":
+            return ClassMap.from_names(path.read_text().split(), path.parent.name)
+        return ClassMap.from_json(json.loads(path.read_text()))
+    except DataError as exc:
+        raise DataError(f"{path}: not a valid class list ({exc})") from exc
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise DataError(f"{path}: not a valid class list ({exc})") from exc
+
+
+def read_label_png(path: Path) -> np.ndarray:
+    """(H, W) uint8 label ids from a single-channel or palette PNG, or DataError naming the file."""
+    try:
+        with Image.open(path) as im:
+            if im.mode not in {"L", "P"}:
+                raise DataError(
+                    f"{path}: mask must be a single-channel or palette PNG of class ids, not mode {im.mode}"
+                )
+            return np.asarray(im).astype(np.uint8)
+    except FileNotFoundError as exc:
+        raise DataError(f"{path}: mask file is missing") from exc
+    except (OSError, UnidentifiedImageError, SyntaxError) as exc:
+        raise DataError(f"{path}: corrupt or unreadable mask ({exc})") from exc
+
+
+class ParsingFolderReader:
+    """Photos beside label PNGs with matching stems: styleseg's images/+masks/, VITON, LIP, CIHP, ATR,
+    or any pair of folders named with `image_dir`/`mask_dir`. Labels come from classes.json or
+    classes.txt in the root when present, else from the layout's own label list."""
+
+    def __init__(self, root: Path, layout: ParsingLayout):
+        self.root, self.layout = Path(root), layout
+        self.name, self.default_class_map = layout.name, layout.default_class_map
+        class_file = next((self.root / f for f in CLASS_FILES if (self.root / f).is_file()), None)
+        # Without a class file and without labels of the layout's own, the class map given with --classes
+        # names the ids (see prepare.resolve_class_map).
+        self.own_class_map = read_class_file(class_file) if class_file is not None else None
+        if class_file is not None:
+            self.default_class_map = "source"
+        self.source_labels = self.own_class_map.classes if self.own_class_map else layout.source_labels
         split_of = self._split_files()
-        self.samples = [
-            SourceSample(stem, image_files[stem], mask_files.get(stem), split_of.get(stem) or self._hash_split(stem))
-            for stem in sorted(image_files)
-        ]
+        self.samples: list[SourceSample] = []
+        for pair in layout.pairs:
+            images, masks = self.root / pair.images, self.root / pair.masks
+            if not images.is_dir():
+                continue
+            image_files = {p.stem: p for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+            if not image_files:
+                raise DataError(f"{images}: no images found")
+            mask_files = {p.stem: p for p in masks.iterdir() if p.suffix.lower() == ".png"} if masks.is_dir() else {}
+            orphans = sorted(set(mask_files) - set(image_files))
+            if orphans:
+                raise DataError(f"{mask_files[orphans[0]]}: mask has no image ({len(orphans)} such files)")
+            self.samples += [
+                SourceSample(
+                    stem, image_files[stem], mask_files.get(stem), pair.split or split_of.get(stem) or hash_split(stem)
+                )
+                for stem in sorted(image_files)
+            ]
+        if not self.samples:
+            raise DataError(f"{self.root}: no images in {', '.join(p.images + '/' for p in layout.pairs)}")
 
     def _split_files(self) -> dict[str, str]:
         split_of: dict[str, str] = {}
@@ -156,40 +243,51 @@ class PairedFolderReader:
                     split_of[Path(line).stem] = split
         return split_of
 
-    @staticmethod
-    def _hash_split(stem: str) -> str:
-        """A deterministic 90/10 train/val split by name, stable as files are added."""
-        return "val" if int(hashlib.sha1(stem.encode()).hexdigest()[:8], 16) % 10 == 0 else "train"
-
     def read_mask(self, sample: SourceSample) -> np.ndarray | None:
-        if sample.mask_path is None:
-            return None
-        try:
-            with Image.open(sample.mask_path) as im:
-                if im.mode not in {"L", "P"}:
-                    raise DataError(
-                        f"{sample.mask_path}: mask must be a single-channel or palette PNG of class ids, "
-                        f"not mode {im.mode}"
-                    )
-                return np.asarray(im).astype(np.uint8)
-        except FileNotFoundError as exc:
-            raise DataError(f"{sample.mask_path}: mask file is missing") from exc
-        except (OSError, UnidentifiedImageError, SyntaxError) as exc:
-            raise DataError(f"{sample.mask_path}: corrupt or unreadable mask ({exc})") from exc
+        return None if sample.mask_path is None else read_label_png(sample.mask_path)
 
 
-def open_source(root: Path) -> CCPReader | PairedFolderReader:
-    """Detect the layout of a source dataset folder."""
+def custom_layout(image_dir: str, mask_dir: str) -> ParsingLayout:
+    """A layout of two named folders (split by splits/*.txt or name hash), labels from a class file."""
+    return ParsingLayout("folders", (FolderPair(image_dir, mask_dir),), None, "source")
+
+
+def open_source(root: Path, image_dir: str | None = None, mask_dir: str | None = None):
+    """Detect the layout of a source dataset folder (or use the named image and mask folders)."""
+    from styleseg.data.coco import CocoReader, find_coco_files
+
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: dataset folder not found")
+    if image_dir or mask_dir:
+        if not (image_dir and mask_dir):
+            raise DataError("name both the image folder and the mask folder (--image-dir and --mask-dir)")
+        if not (root / image_dir).is_dir():
+            raise DataError(f"{root / image_dir}: image folder not found")
+        return ParsingFolderReader(root, custom_layout(image_dir, mask_dir))
     if (root / "photos").is_dir() or (root / "label_list.mat").exists():
         return CCPReader(root)
-    if (root / "images").is_dir() or (root / "classes.json").exists():
-        return PairedFolderReader(root)
+    if find_coco_files(root):
+        return CocoReader(root)
+    for layout in PARSING_LAYOUTS:
+        if any((root / pair.images).is_dir() for pair in layout.pairs):
+            return ParsingFolderReader(root, layout)
     if not any(root.iterdir()):
         raise DataError(f"{root}: folder is empty")
-    raise DataError(f"{root}: neither a CCP layout (photos/, annotations/) nor paired folders (images/, masks/)")
+    looked_for = ["photos/ + annotations/pixel-level/ (CCP)", "annotations/*.json (COCO)"]
+    looked_for += [
+        " + ".join(f"{p.images}/ & {p.masks}/" for p in lay.pairs) + f" ({lay.name})" for lay in PARSING_LAYOUTS
+    ]
+    raise DataError(f"{root}: not a known dataset layout; looked for " + "; ".join(looked_for))
 
 
-__all__ = ["CCP_LABELS", "CCPReader", "PairedFolderReader", "SourceSample", "open_source", "read_image"]
+__all__ = [
+    "CCP_LABELS",
+    "CCPReader",
+    "ParsingFolderReader",
+    "PARSING_LAYOUTS",
+    "SourceSample",
+    "hash_split",
+    "open_source",
+    "read_image",
+]

@@ -36,7 +36,17 @@ class PreparedDataset:
         except (OSError, ValueError) as exc:
             raise DataError(f"{self.root}: prepared store is incomplete or corrupt ({exc})") from exc
         self.class_map = ClassMap.from_json(self.meta["classes"])
+        self.mirror_lut = self.class_map.mirror_lut().astype(np.uint8)  # class id -> id after a flip
         self.resolution = tuple(self.meta["resolution"])
+        # Downsampled image copies (factor -> memory map); stores from before they existed have none.
+        self.image_mips = {1: self.images}
+        for f in self.meta.get("image_mips", []):
+            try:
+                self.image_mips[int(f)] = np.load(self.root / f"images-x{f}.npy", mmap_mode="r")
+            except (OSError, ValueError) as exc:
+                raise DataError(
+                    f"{self.root / f'images-x{f}.npy'}: listed in dataset.json but unreadable ({exc})"
+                ) from exc
         if self.images.shape[1:3] != self.resolution or len(self.images) != len(self.labeled):
             raise DataError(f"{self.root}: arrays do not match dataset.json")
 
@@ -53,17 +63,29 @@ class PreparedDataset:
             keep &= self.labeled
         return np.flatnonzero(keep)
 
-    def load_batch(self, idx: np.ndarray, flip: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Images (B, 3, H, W) uint8 and masks (B, H, W) uint8 for sample indices, optionally flipped."""
+    def mip_factor(self, factor: int) -> int:
+        """The largest stored image downsampling factor that divides `factor`."""
+        return max(f for f in self.image_mips if factor % f == 0)
+
+    def load_batch(
+        self, idx: np.ndarray, flip: np.ndarray | None = None, image_factor: int = 1, masks: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Images (B, 3, H/f, W/f) uint8, f = image_factor (a stored factor, see `mip_factor`), and
+        full-resolution masks (B, H, W) uint8 (or None) for sample indices, optionally flipped: a
+        flipped mask also swaps left and right classes."""
+        source = self.image_mips[image_factor]
         order = np.argsort(idx)  # sorted reads are faster on a memory map
-        images = np.empty((len(idx), *self.images.shape[1:]), dtype=np.uint8)
-        masks = np.empty((len(idx), *self.masks.shape[1:]), dtype=np.uint8)
-        images[order] = self.images[idx[order]]
-        masks[order] = self.masks[idx[order]]
+        images = np.empty((len(idx), *source.shape[1:]), dtype=np.uint8)
+        images[order] = source[idx[order]]
+        mask_arr = None
+        if masks:
+            mask_arr = np.empty((len(idx), *self.masks.shape[1:]), dtype=np.uint8)
+            mask_arr[order] = self.masks[idx[order]]
         if flip is not None and flip.any():
             images[flip] = images[flip, :, ::-1]
-            masks[flip] = masks[flip, :, ::-1]
-        return torch.from_numpy(images).permute(0, 3, 1, 2), torch.from_numpy(masks)
+            if mask_arr is not None:
+                mask_arr[flip] = self.mirror_lut[mask_arr[flip, :, ::-1]]
+        return torch.from_numpy(images).permute(0, 3, 1, 2), (torch.from_numpy(mask_arr) if masks else None)
 
 
 @dataclass

@@ -24,9 +24,16 @@ def _gate(rand: BatchRandom, b: int, p: float, strength: float, device) -> torch
 
 
 def augment(
-    img: torch.Tensor, seg: torch.Tensor | None, p: float, cfg: AugmentConfig, rand: BatchRandom
+    img: torch.Tensor,
+    seg: torch.Tensor | None,
+    p: float,
+    cfg: AugmentConfig,
+    rand: BatchRandom,
+    mirror: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """img (B, 3, H, W) in [-1, 1], seg (B, K, H, W) probabilities -> augmented copies."""
+    """img (B, 3, H, W) in [-1, 1], seg (B, K, H, W) probabilities -> augmented copies.
+    `mirror` (K,) maps each class channel to its mirror image's (left <-> right); a flipped sample's
+    mask channels are permuted by it, so a left arm seen in a mirror is a right arm."""
     b, _, h, w = img.shape
     dev = img.device
     if p <= 0:
@@ -52,6 +59,9 @@ def augment(
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
     img, seg = x[:, :3], (x[:, 3:] if seg is not None else None)
+    if seg is not None and mirror is not None:
+        flipped = (flip < 0)[:, None, None, None]
+        seg = torch.where(flipped, seg[:, mirror], seg)
     # Colour, RGB only.
     bright = _gate(rand, b, p, cfg.brightness, dev) * rand.randn(b).to(dev) * 0.2
     img = img + bright.to(img.dtype)[:, None, None, None]

@@ -20,8 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from styleseg.config import TrainConfig, to_dict
-from styleseg.data.geometry import downsample, soft_onehot
-from styleseg.data.store import EpochSampler, PreparedDataset, SamplerState
+from styleseg.data.store import EpochSampler, PreparedDataset
 from styleseg.errors import StylesegError
 from styleseg.models.discriminator import Discriminator
 from styleseg.models.generator import Generator
@@ -33,12 +32,12 @@ from styleseg.models.growth import (
     split_discriminator_classes,
     split_generator_classes,
 )
-from styleseg.models.layers import downsample2, upsample2
 from styleseg.sampling import synthesize, to_class_ids, to_uint8_images
 from styleseg.training import distributed as dist
 from styleseg.training.augment import AdaController, augment
 from styleseg.training.checkpoint import load_state, load_weights, save_checkpoint
 from styleseg.training.ema import ema_beta, ema_update
+from styleseg.training.feeder import RealBatchFeeder
 from styleseg.training.losses import d_logistic, d_wgan, g_nonsaturating, g_wgan, gradient_penalty, r1_penalty
 from styleseg.training.randomness import BatchRandom
 from styleseg.training.run_dir import RunLogger
@@ -93,14 +92,18 @@ class Trainer:
             self.D_ddp = DistributedDataParallel(self.D, find_unused_parameters=True, **kwargs)
         else:
             self.G_ddp, self.D_ddp = self.G, self.D
-        self.image_sampler = EpochSampler(data.indices("train"), cfg.seed, True, self.rank, self.world)
+        flip = cfg.data.xflip
+        image_sampler = EpochSampler(data.indices("train"), cfg.seed, flip, self.rank, self.world)
         labeled = data.indices("train", labeled_only=True)
-        self.seg_sampler = EpochSampler(labeled, cfg.seed + 1, True, self.rank, self.world) if len(labeled) else None
-        if cfg.schedule.seg_start_kimg is not None and self.seg_sampler is None:
+        seg_sampler = EpochSampler(labeled, cfg.seed + 1, flip, self.rank, self.world) if len(labeled) else None
+        if cfg.schedule.seg_start_kimg is not None and seg_sampler is None:
             raise StylesegError(
                 f"{data.root}: the schedule adds segmentation but the train split has no labeled samples"
             )
-        self.level_luts = [torch.tensor(lvl.fine_to_group, dtype=torch.long) for lvl in self.levels]
+        self.feeder = RealBatchFeeder(
+            data, image_sampler, seg_sampler, self.levels, cfg.model.num_stages, self.data_factor, device
+        )
+        self.level_mirrors = [torch.from_numpy(lvl.mirror_lut()).to(device) for lvl in self.levels]
         self.ada = AdaController(cfg.augment)
         self.rand = BatchRandom(self.rank, self.world, device)
         self.images_seen, self.step = 0, 0
@@ -131,8 +134,7 @@ class Trainer:
             "ada": self.ada.state_dict(),
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "image_sampler": asdict(self.image_sampler.state),
-            "seg_sampler": asdict(self.seg_sampler.state) if self.seg_sampler else None,
+            **self.feeder.sampler_states(),
             "world_size": self.world,
         }
 
@@ -150,9 +152,7 @@ class Trainer:
         torch.set_rng_state(state["rng_cpu"])
         if state["rng_cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng_cuda"])
-        self.image_sampler.state = SamplerState(**state["image_sampler"])
-        if self.seg_sampler and state["seg_sampler"]:
-            self.seg_sampler.state = SamplerState(**state["seg_sampler"])
+        self.feeder.load_sampler_states(state)
 
     def meta(self) -> dict:
         return {
@@ -219,20 +219,13 @@ class Trainer:
 
     # ----- one iteration -----
     def real_inputs(self, st: GrowthState, batch: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        sampler = self.seg_sampler if st.seg_level is not None else self.image_sampler
-        idx, flip = sampler.next(batch)
-        images, masks = self.data.load_batch(idx, flip)
-        factor = self.data_factor << (self.cfg.model.num_stages - 1 - st.stage)
-        img = downsample(images.to(self.device).float() / 127.5 - 1, factor)  # (B, 3, H_s, W_s)
-        seg = None
-        if st.seg_level is not None:
-            ids = self.level_luts[st.seg_level][masks.long()].to(self.device)
-            seg = soft_onehot(ids, self.levels[st.seg_level].num_classes, factor)  # (B, K, H_s, W_s)
-        if st.alpha < 1 and st.stage > 0:  # show reals as blurry as the fading-in generator's output
-            img = torch.lerp(upsample2(downsample2(img)), img, st.alpha)
-            if seg is not None:
-                seg = torch.lerp(upsample2(downsample2(seg)), seg, st.alpha)
-        return img, seg
+        """This step's real batch; the next step's starts reading in the background."""
+        next_seen = self.images_seen + batch * self.world
+        lookahead = None
+        if next_seen < int(self.cfg.schedule.total_kimg * 1000):
+            next_st = growth_at(next_seen / 1000, self.cfg.schedule, self.cfg.model.num_stages, len(self.levels))
+            lookahead = (next_st, self.cfg.optim.at_stage(self.cfg.optim.batch, next_st.stage))
+        return self.feeder.next(st, batch, lookahead)
 
     def latents(self, st: GrowthState, batch: int) -> dict:
         z = self.rand.randn(batch, self.cfg.model.z_dim)
@@ -246,11 +239,12 @@ class Trainer:
             mix_z = self.rand.randn(batch, self.cfg.model.z_dim)
         return {"z": z, "noise": noise, "mix_z": mix_z, "mix_cut": mix_cut}
 
-    def d_inputs(self, img, seg_probs, fake: bool):
+    def d_inputs(self, img, seg_probs, fake: bool, seg_level: int | None):
         if seg_probs is not None:
             seg_probs = mask_for_d(seg_probs, fake, self.cfg.masks.mode, self.cfg.masks.noise_std, self.rand)
         if self.cfg.augment.enabled:
-            img, seg_probs = augment(img, seg_probs, self.ada.p, self.cfg.augment, self.rand)
+            mirror = self.level_mirrors[seg_level] if seg_level is not None else None
+            img, seg_probs = augment(img, seg_probs, self.ada.p, self.cfg.augment, self.rand, mirror)
         return img, seg_probs
 
     def d_step(self, st: GrowthState, batch: int, d_args: dict, g_args: dict) -> tuple[dict, torch.Tensor]:
@@ -269,8 +263,9 @@ class Trainer:
             real_list = [t.detach().requires_grad_(True) for t in real_list]
         fake_seg = fake.seg.float().softmax(1) if fake.seg is not None else None
         with self.autocast:
-            r_img, r_seg = self.d_inputs(real_list[0], real_list[1] if len(real_list) > 1 else None, fake=False)
-            f_img, f_seg = self.d_inputs(fake.img.float(), fake_seg, fake=True)
+            real_seg_in = real_list[1] if len(real_list) > 1 else None
+            r_img, r_seg = self.d_inputs(real_list[0], real_seg_in, fake=False, seg_level=st.seg_level)
+            f_img, f_seg = self.d_inputs(fake.img.float(), fake_seg, fake=True, seg_level=st.seg_level)
             parts_img, parts_seg = [r_img, f_img], [r_seg, f_seg]
             if not logistic:  # WGAN-GP: random interpolates of real and fake, in the same D call
                 eps = self.rand.rand(batch, 1, 1, 1)
@@ -306,7 +301,7 @@ class Trainer:
         with self.autocast:
             out = self.G_ddp(**lat, **g_args)
             seg_probs = out.seg.float().softmax(1) if out.seg is not None else None
-            img, seg = self.d_inputs(out.img.float(), seg_probs, fake=True)
+            img, seg = self.d_inputs(out.img.float(), seg_probs, fake=True, seg_level=st.seg_level)
             gen_logits = self.D(img, seg, **d_args).float()
         loss_g = g_nonsaturating(gen_logits) if self.cfg.optim.loss == "logistic" else g_wgan(gen_logits)
         self.opt_G.zero_grad(set_to_none=True)

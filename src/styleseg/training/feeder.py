@@ -1,0 +1,136 @@
+"""Real batches for the training loop, read one step ahead on a worker thread.
+
+The samplers advance on the training thread (index arithmetic only); reading the memory-mapped
+store, flipping, and pinning happen on a worker while the current step computes. A prefetched
+batch that the next step turns out not to want (a growth event changed what it needs) is put back:
+its sampler is rewound and the batch drawn again, so the data order never depends on prefetching,
+and a checkpoint records the samplers as they were before any batch still in flight. A resumed run
+therefore draws exactly the batches an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from styleseg.data.geometry import downsample, soft_onehot
+from styleseg.data.store import EpochSampler, PreparedDataset, SamplerState
+from styleseg.models.growth import GrowthState
+from styleseg.models.layers import downsample2, upsample2
+
+
+@dataclass
+class _Pending:
+    key: tuple
+    sampler: EpochSampler
+    state_before: SamplerState
+    future: Future
+
+
+class RealBatchFeeder:
+    """Real (image, mask) batches at each step's stage and class level."""
+
+    def __init__(
+        self,
+        data: PreparedDataset,
+        image_sampler: EpochSampler,
+        seg_sampler: EpochSampler | None,
+        levels,
+        num_stages: int,
+        data_factor: int,
+        device: torch.device,
+    ):
+        self.data, self.image_sampler, self.seg_sampler = data, image_sampler, seg_sampler
+        self.num_stages, self.data_factor, self.device = num_stages, data_factor, device
+        self.level_luts = [torch.tensor(lvl.fine_to_group, dtype=torch.long) for lvl in levels]
+        self.level_sizes = [lvl.num_classes for lvl in levels]
+        self.pin = device.type == "cuda"
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="styleseg-data")
+        self.pending: _Pending | None = None
+        self.wait_seconds = 0.0  # training-thread time spent waiting for data, since the last read
+        self.batches = 0
+
+    def factor(self, st: GrowthState) -> int:
+        """Downsampling from the prepared resolution to the stage's resolution."""
+        return self.data_factor << (self.num_stages - 1 - st.stage)
+
+    def _key(self, st: GrowthState, batch: int) -> tuple:
+        return (st.seg_level is not None, batch, self.factor(st))
+
+    def _read(self, idx: np.ndarray, flip: np.ndarray, mip: int, masks: bool):
+        images, mask_ids = self.data.load_batch(idx, flip, mip, masks=masks)
+        if self.pin:
+            images = images.pin_memory()
+            mask_ids = mask_ids.pin_memory() if mask_ids is not None else None
+        return images, mask_ids
+
+    def _submit(self, st: GrowthState, batch: int) -> None:
+        segmented = st.seg_level is not None
+        sampler = self.seg_sampler if segmented else self.image_sampler
+        before = SamplerState(**asdict(sampler.state))
+        idx, flip = sampler.next(batch)
+        mip = self.data.mip_factor(self.factor(st))
+        future = self.pool.submit(self._read, idx, flip, mip, segmented)
+        self.pending = _Pending(self._key(st, batch), sampler, before, future)
+
+    def _put_back(self) -> None:
+        if self.pending is not None:
+            self.pending.future.cancel()
+            self.pending.sampler.state = self.pending.state_before
+            self.pending = None
+
+    def next(self, st: GrowthState, batch: int, lookahead: tuple[GrowthState, int] | None):
+        """(img (B, 3, H_s, W_s) in [-1, 1], seg (B, K, H_s, W_s) area fractions or None) for this step;
+        then starts reading the batch for `lookahead` = (growth state, batch) of the next step."""
+        if self.pending is None or self.pending.key != self._key(st, batch):
+            self._put_back()
+            self._submit(st, batch)
+        t0 = time.perf_counter()
+        images, masks = self.pending.future.result()
+        self.wait_seconds += time.perf_counter() - t0
+        self.batches += 1
+        mip = self.data.mip_factor(self.factor(st))
+        self.pending = None
+        if lookahead is not None:
+            self._submit(*lookahead)
+        factor = self.factor(st)
+        img = images.to(self.device, non_blocking=True).float() / 127.5 - 1
+        img = downsample(img, factor // mip)  # (B, 3, H_s, W_s)
+        seg = None
+        if st.seg_level is not None:
+            ids = self.level_luts[st.seg_level][masks.long()].to(self.device, non_blocking=True)
+            seg = soft_onehot(ids, self.level_sizes[st.seg_level], factor)  # (B, K, H_s, W_s)
+        if st.alpha < 1 and st.stage > 0:  # show reals as blurry as the fading-in generator's output
+            img = torch.lerp(upsample2(downsample2(img)), img, st.alpha)
+            if seg is not None:
+                seg = torch.lerp(upsample2(downsample2(seg)), seg, st.alpha)
+        return img, seg
+
+    def take_wait(self) -> tuple[float, int]:
+        """(seconds waited, batches read) since the last call."""
+        out = (self.wait_seconds, self.batches)
+        self.wait_seconds, self.batches = 0.0, 0
+        return out
+
+    def sampler_states(self) -> dict:
+        """Sampler states as if no batch were in flight (what a checkpoint must record)."""
+        states = {"image_sampler": asdict(self.image_sampler.state)}
+        states["seg_sampler"] = asdict(self.seg_sampler.state) if self.seg_sampler else None
+        if self.pending is not None:
+            name = "image_sampler" if self.pending.sampler is self.image_sampler else "seg_sampler"
+            states[name] = asdict(self.pending.state_before)
+        return states
+
+    def load_sampler_states(self, state: dict) -> None:
+        self._put_back()
+        self.image_sampler.state = SamplerState(**state["image_sampler"])
+        if self.seg_sampler and state.get("seg_sampler"):
+            self.seg_sampler.state = SamplerState(**state["seg_sampler"])
+
+    def close(self) -> None:
+        self._put_back()
+        self.pool.shutdown(wait=True)
