@@ -1,7 +1,6 @@
 """The prefetching feeder gives exactly the batches a plain read gives, in the same order, also
 across growth events that change what a step needs; flips of real and generated masks swap sides."""
 
-import numpy as np
 import torch
 
 from styleseg.config import AugmentConfig
