@@ -1,14 +1,21 @@
 """`styleseg evaluate`: are the images real, do the masks match them, is the data useful?
 
 1. agreement: mIoU between each generated mask and the reference segmenter's prediction on the
-   generated image, beside the segmenter's own validation mIoU (the ceiling of that number);
-2. usefulness: the same segmenter budget trained on real, generated, real+generated, 50 real, and
-   50 real + generated pairs, each scored on real validation data;
-3. realism: Fréchet distance and KID in the reference segmenter's encoder features (always
-   available offline), on images and on image+mask; Inception FID/KID when the `fid` extra and weights
-   are available;
+   generated image, beside the segmenter's own mIoU on held-out real data (the ceiling);
+2. usefulness: the same segmenter trained on real, generated, real + generated, N real, N real +
+   generated, and generated -> N real (pre-train, fine-tune), each with several seeds; mean, spread,
+   and the paired difference to the real-only baseline with a 95 % interval (see metrics/usefulness.py);
+   optionally also on the generated pairs that pass a filter, to show what filtering buys;
+3. realism: Fréchet distance (in as many principal components as the sample count supports) and KID
+   (with its spread) in the reference segmenter's features, on images and on image + pooled mask
+   layout, against real samples the segmenter never trained on (validation) and, labelled, against
+   training samples; Inception FID with the `fid` extra;
 4. label statistics: class frequencies and their JS divergence, classes per image, fragmentation,
    person area and height.
+
+Validation is split in two fixed halves (metrics/segmenter.py): segmenter training stops on the
+selection half; every reported score uses the report half, and the test split where there is one.
+Everything streams its data in chunks, so memory stays bounded by the chunk size, not the sample count.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,21 +34,69 @@ from styleseg.data.prepare import prepare_dataset
 from styleseg.data.store import PreparedDataset
 from styleseg.errors import StylesegError
 from styleseg.generate import GenerateOptions, generate_dataset
-from styleseg.metrics.distribution import frechet_distance, js_divergence, kernel_inception_distance
-from styleseg.metrics.labels import class_frequencies, classes_per_image, components_per_class, person_extent
-from styleseg.metrics.segmenter import SegmenterConfig, cached_segmenter, embed, evaluate_segmenter, predict, scores
-from styleseg.models.load import load_generator
+from styleseg.metrics.distribution import js_divergence, kernel_inception_distance, reduced_frechet
+from styleseg.metrics.labels import LabelStatistics
+from styleseg.metrics.segmentation import per_sample_miou
+from styleseg.metrics.segmenter import (
+    CHUNK,
+    SegmenterConfig,
+    cached_segmenter,
+    embed_store,
+    evaluate_segmenter,
+    predict,
+    score_segmenter,
+    validation_halves,
+)
+from styleseg.metrics.usefulness import Regime, paired_difference, regimes, summarize, verdict
+from styleseg.models.load import LoadedGenerator
+
+EVALUATE_VERSION = 2  # recorded in metrics.json: which instrument produced the figures
 
 
-def mask_layout(masks: np.ndarray, num_classes: int, cell: int = 8) -> np.ndarray:
-    """(N, H, W) ids -> (N, K * H/cell * W/cell) area fractions per class on a coarse grid."""
-    onehot = F.one_hot(torch.from_numpy(masks).long(), num_classes).permute(0, 3, 1, 2).float()
-    return F.avg_pool2d(onehot, cell).flatten(1).double().numpy()
+@dataclass
+class EvalOptions:
+    n: int = 1000
+    """Generated pairs (the amount of generated training data in the usefulness regimes)."""
+    psi: float = 1.0
+    """Truncation of the generated pairs."""
+    seeds: int = 3
+    """Segmenter seeds per usefulness regime (at least 3 for an interval worth reading)."""
+    low_labels: list[int] = field(default_factory=lambda: [50])
+    """The N of the 'N real' regimes."""
+    mix: float = 0.5
+    """Fraction of each batch drawn from generated pairs when real and generated data are combined."""
+    filter_keep: float | None = None
+    """Also run the generated regimes on the best-agreeing fraction of generated pairs."""
+    regimes: list[str] | None = None
+    """Only these usefulness regimes (names as printed); None: all."""
+    segmenter_width: int = 24
+    segmenter_max_steps: int = 3000
+    inception_weights: str | None = None
 
 
-def inception_fid(real: torch.Tensor, fake: torch.Tensor, weights: str | None, feature=2048) -> dict:
-    """Standard FID through torchmetrics (the `fid` extra): uint8 (N, 3, H, W) images. `feature` is the
-    Inception feature size, or a stand-in nn.Module (tests); skipped with a reason when unavailable."""
+def mask_layout(masks: np.ndarray, num_classes: int) -> np.ndarray:
+    """(N, H, W) ids -> (N, K * 4 * w) area fractions of each class on a coarse grid 4 cells high
+    (w = 4 W / H rounded): the layout of a person at a size the sample count can support."""
+    h, w = masks.shape[1:]
+    onehot = F.one_hot(torch.from_numpy(np.asarray(masks)).long(), num_classes).permute(0, 3, 1, 2).float()
+    return F.adaptive_avg_pool2d(onehot, (4, max(1, round(4 * w / h)))).flatten(1).double().numpy()
+
+
+def _layout_store(ds: PreparedDataset, idx: np.ndarray) -> np.ndarray:
+    k = ds.class_map.num_classes
+    return np.concatenate([mask_layout(ds.masks[np.sort(idx[s : s + CHUNK])], k) for s in range(0, len(idx), CHUNK)])
+
+
+def image_batches(ds: PreparedDataset, idx: np.ndarray):
+    """uint8 (B, 3, H, W) image batches of ds[idx], CHUNK at a time."""
+    for s in range(0, len(idx), CHUNK):
+        yield ds.load_batch(idx[s : s + CHUNK], masks=False)[0]
+
+
+def inception_fid(real_batches, fake_batches, weights: str | None, feature=2048) -> dict:
+    """Standard FID through torchmetrics (the `fid` extra), from iterables of uint8 (B, 3, H, W)
+    batches. `feature` is the Inception feature size, or a stand-in nn.Module (tests); skipped with a
+    reason when unavailable."""
     try:
         from torchmetrics.image.fid import FrechetInceptionDistance
     except ImportError:
@@ -48,29 +104,193 @@ def inception_fid(real: torch.Tensor, fake: torch.Tensor, weights: str | None, f
     kwargs = {"feature_extractor_weights_path": weights} if weights and isinstance(feature, int) else {}
     try:
         fid = FrechetInceptionDistance(feature=feature, **kwargs)
-        fid.update(real, real=True)
-        fid.update(fake, real=False)
-        return {"fid": float(fid.compute())}
+        counts = {True: 0, False: 0}
+        for real, batches in ((True, real_batches), (False, fake_batches)):
+            for batch in batches:
+                fid.update(batch, real=real)
+                counts[real] += len(batch)
+        return {"fid": float(fid.compute()), "n_real": counts[True], "n_generated": counts[False]}
     except (OSError, RuntimeError, ModuleNotFoundError) as exc:  # no Inception weights or backbone offline
         return {"skipped": f"Inception FID unavailable ({exc}); pass --inception-weights PATH"}
 
 
+def generated_store(model: LoadedGenerator, out: Path, n: int, psi: float, resolution, device, log) -> PreparedDataset:
+    """Generate n pairs into out/generated (reused when the same checkpoint and settings made them)."""
+    gen_dir, gen_store = out / "generated", out / "generated-prepared"
+    marker = out / "generated-source.json"
+    source = {"checkpoint": str(model.path.resolve()), "psi": psi, "n": n}
+    if marker.exists() and json.loads(marker.read_text()) != source:
+        shutil.rmtree(gen_dir, ignore_errors=True)  # samples of another checkpoint or setting must not be reused
+        shutil.rmtree(gen_store, ignore_errors=True)
+    marker.write_text(json.dumps(source))
+    log(f"generating {n} pairs")
+    generate_dataset(model, gen_dir, GenerateOptions(n=n, psi=psi), device)
+    if not (gen_store / "dataset.json").exists():
+        prepare_dataset(gen_dir, gen_store, resolution, None, workers=1)
+    return PreparedDataset(gen_store)
+
+
+def agreement_per_sample(ref, gen: PreparedDataset, device) -> np.ndarray:
+    """(N,) mIoU of each generated mask against the reference segmenter's prediction on its image."""
+    k = gen.class_map.num_classes
+    out = []
+    for s in range(0, len(gen), CHUNK):
+        images, masks = gen.load_batch(np.arange(s, min(s + CHUNK, len(gen))))
+        out.append(per_sample_miou(masks.numpy(), predict(ref, images, device), k))
+    return np.concatenate(out)
+
+
+def _train_sets(regime: Regime, ds, train_idx, gen, gen_idx, seed: int, mix: float):
+    """(training sets, sampling weights, pre-training sets) of one regime and seed."""
+    real = []
+    if regime.real == "all":
+        real = [(ds, train_idx)]
+    elif regime.real is not None:
+        pick = np.random.default_rng([seed, int(regime.real)]).choice(
+            train_idx, min(regime.real, len(train_idx)), False
+        )
+        real = [(ds, np.sort(pick))]
+    generated = [(gen, gen_idx)] if regime.generated else []
+    if regime.finetune:
+        return real, None, generated
+    if real and generated:
+        return real + generated, [1 - mix, mix], None
+    return real + generated, None, None
+
+
+def usefulness(ds, gen, filtered_idx, opts: EvalOptions, device, cache: Path, log) -> dict:
+    """Every regime (and its filtered variant) x seeds; scores on the report half of validation and on
+    test where there is one; paired differences to the baselines."""
+    train_idx = ds.indices("train", labeled_only=True)
+    select = (ds, validation_halves(ds)[0])
+    has_test = len(ds.indices("test", labeled_only=True)) > 0
+    candidates = regimes(opts.low_labels, with_generated=gen is not None)
+    wanted = {r.name for r in candidates}
+    if opts.regimes:
+        unknown = sorted(set(opts.regimes) - wanted)
+        if unknown:
+            raise StylesegError(f"unknown usefulness regimes {unknown}; known: {sorted(wanted)}")
+        wanted = set(opts.regimes) | {r.baseline for r in candidates if r.name in opts.regimes and r.baseline}
+    todo: list[tuple[Regime, np.ndarray | None]] = []
+    for regime in candidates:
+        if regime.name not in wanted:
+            continue
+        todo.append((regime, None if gen is None else np.arange(len(gen))))
+        if regime.generated and filtered_idx is not None:
+            name = regime.name.replace("generated", "filtered generated")
+            todo.append((Regime(name, regime.real, True, regime.finetune, regime.baseline), filtered_idx))
+    results: dict[str, dict] = {}
+    for regime, gen_idx in todo:
+        per_seed = {"val": [], "test": []}
+        budgets = []
+        for seed in range(opts.seeds):
+            cfg = SegmenterConfig(
+                num_classes=ds.class_map.num_classes,
+                width=opts.segmenter_width,
+                max_steps=opts.segmenter_max_steps,
+                seed=seed,
+            )
+            sets, weights, pretrain = _train_sets(regime, ds, train_idx, gen, gen_idx, seed, opts.mix)
+            log(f"usefulness: {regime.name}, seed {seed}")
+            init = None
+            if pretrain:
+                pre, pre_path, _ = cached_segmenter(cache, pretrain, cfg, device, select, log)
+                init = (pre.state_dict(), pre_path.name)
+            model, _, budget = cached_segmenter(cache, sets, cfg, device, select, log, weights=weights, init=init)
+            budgets.append(budget)
+            per_seed["val"].append(evaluate_segmenter(model, ds, "val", device)["miou"])
+            if has_test:
+                per_seed["test"].append(evaluate_segmenter(model, ds, "test", device)["miou"])
+        results[regime.name] = {
+            "regime": asdict(regime),
+            "generated_pairs": 0 if gen_idx is None or not regime.generated else int(len(gen_idx)),
+            "mix": opts.mix if regime.generated and regime.real and not regime.finetune else None,
+            "val": summarize(per_seed["val"]),
+            **({"test": summarize(per_seed["test"])} if has_test else {}),
+            "budgets": budgets,
+        }
+    for r in results.values():
+        base = r["regime"]["baseline"]
+        if base and base in results:
+            for split in ("val", "test"):
+                if split in r:
+                    diff = paired_difference(r[split]["values"], results[base][split]["values"])
+                    r.setdefault("difference", {})[split] = {**diff, "baseline": base, "verdict": verdict(diff)}
+    return results
+
+
+def realism(ref, ds: PreparedDataset, gen: PreparedDataset, device, inception_weights) -> dict:
+    """Distances in the reference segmenter's features, against held-out (val) and training reals."""
+    held_out = ds.indices("val", labeled_only=True)
+    train_idx = ds.indices("train", labeled_only=True)
+    train_idx = train_idx[np.linspace(0, len(train_idx) - 1, min(len(train_idx), 5000)).astype(int)]
+    gen_idx = np.arange(len(gen))
+    f_train, f_held, f_gen = (
+        embed_store(ref, d, i, device) for d, i in ((ds, train_idx), (ds, held_out), (gen, gen_idx))
+    )
+    l_train, l_held, l_gen = (_layout_store(d, i) for d, i in ((ds, train_idx), (ds, held_out), (gen, gen_idx)))
+    out = {
+        "n_generated": len(gen_idx),
+        "mask_layout": f"class area fractions on a 4-row grid ({l_gen.shape[1]} values)",
+    }
+    for label, f_real, l_real in (("held_out", f_held, l_held), ("train", f_train, l_train)):
+        # PCA basis from the training reals (the largest set), so both comparisons use one projection.
+        fd_img, d_img = reduced_frechet(f_train, f_real, f_gen)
+        pair_train = np.concatenate([f_train, l_train], 1)
+        pair_real, pair_gen = np.concatenate([f_real, l_real], 1), np.concatenate([f_gen, l_gen], 1)
+        fd_pair, d_pair = reduced_frechet(pair_train, pair_real, pair_gen)
+        kid_img = kernel_inception_distance(f_real, f_gen)
+        kid_pair = kernel_inception_distance(pair_real, pair_gen)
+        out[label] = {
+            "n_real": int(len(f_real)),
+            "fd_image": fd_img,
+            "fd_image_dims": d_img,
+            "kid_image": kid_img[0],
+            "kid_image_std": kid_img[1],
+            "fd_image_mask": fd_pair,
+            "fd_image_mask_dims": d_pair,
+            "kid_image_mask": kid_pair[0],
+            "kid_image_mask_std": kid_pair[1],
+        }
+    out["inception"] = inception_fid(
+        image_batches(ds, held_out), image_batches(gen, np.arange(len(gen))), inception_weights
+    )
+    return out
+
+
+def label_statistics(ds: PreparedDataset, gen: PreparedDataset) -> tuple[dict, tuple]:
+    names, k = ds.class_map.classes, ds.class_map.num_classes
+    real_stats, gen_stats = LabelStatistics(k), LabelStatistics(k)
+    real_idx = np.sort(np.concatenate([ds.indices("train", True), ds.indices("val", True)]))
+    for s in range(0, len(real_idx), CHUNK):
+        real_stats.update(np.asarray(ds.masks[real_idx[s : s + CHUNK]]))
+    for s in range(0, len(gen), CHUNK):
+        gen_stats.update(np.asarray(gen.masks[s : s + CHUNK]))
+    cls_r, area_r, height_r = real_stats.per_image()
+    cls_g, area_g, height_g = gen_stats.per_image()
+    labels = {
+        "n_real": int(len(real_idx)),
+        "n_generated": len(gen),
+        "class_frequency_real": dict(zip(names, real_stats.frequencies.round(5).tolist())),
+        "class_frequency_generated": dict(zip(names, gen_stats.frequencies.round(5).tolist())),
+        "js_divergence_bits": js_divergence(real_stats.frequencies, gen_stats.frequencies),
+        "classes_per_image": {"real": float(cls_r.mean()), "generated": float(cls_g.mean())},
+        "components_per_class": {
+            "real": _nan_to_none(dict(zip(names, real_stats.components_per_class))),
+            "generated": _nan_to_none(dict(zip(names, gen_stats.components_per_class))),
+        },
+        "person_area": {"real": float(area_r.mean()), "generated": float(area_g.mean())},
+        "person_height": {"real": float(height_r.mean()), "generated": float(height_g.mean())},
+    }
+    return labels, (area_r, height_r, area_g, height_g)
+
+
 def evaluate(
-    ckpt: Path,
-    data: Path,
-    out: Path,
-    n: int,
-    psi: float,
-    device: torch.device,
-    cache: Path,
-    inception_weights: str | None = None,
-    low_label: int = 50,
-    log=print,
+    model: LoadedGenerator, data: Path, out: Path, opts: EvalOptions, device: torch.device, cache: Path, log=print
 ) -> dict:
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     ds = PreparedDataset(data)
-    model = load_generator(ckpt, device)
     if model.level is None or model.level.num_classes != ds.class_map.num_classes:
         raise StylesegError(
             f"{model.path}: the model emits {model.level.num_classes if model.level else 0} classes; "
@@ -78,112 +298,66 @@ def evaluate(
         )
     if tuple(model.config.model.resolution) != ds.resolution:
         raise StylesegError(
-            f"{model.path}: model resolution {model.config.model.resolution} differs from the "
+            f"{model.path}: model resolution {list(model.config.model.resolution)} differs from the "
             f"dataset's {list(ds.resolution)}; prepare the data at the model resolution"
         )
     names = ds.class_map.classes
-    K = len(names)
-    seg_cfg = SegmenterConfig(num_classes=K)
-    train_idx = ds.indices("train", labeled_only=True)
+    select = (ds, validation_halves(ds)[0])
+    ref_cfg = SegmenterConfig(num_classes=len(names), width=opts.segmenter_width, max_steps=opts.segmenter_max_steps)
     log("reference segmenter on the real training split")
-    ref, ref_path = cached_segmenter(cache, [(ds, train_idx)], seg_cfg, device, log)
-    ceiling = evaluate_segmenter(ref, ds, "val", device)
+    ref, ref_path, ref_budget = cached_segmenter(cache, [(ds, ds.indices("train", True))], ref_cfg, device, select, log)
+    ceiling = {"val": evaluate_segmenter(ref, ds, "val", device)}
+    if len(ds.indices("test", labeled_only=True)):
+        ceiling["test"] = evaluate_segmenter(ref, ds, "test", device)
 
-    log(f"generating {n} pairs")
-    gen_dir, gen_store = out / "generated", out / "generated-prepared"
-    marker = out / "generated-source.json"
-    source = {"checkpoint": str(model.path.resolve()), "psi": psi, "n": n}
-    if marker.exists() and json.loads(marker.read_text()) != source:
-        # samples of another checkpoint or setting must not be reused
-        shutil.rmtree(gen_dir, ignore_errors=True)
-        shutil.rmtree(gen_store, ignore_errors=True)
-    marker.write_text(json.dumps(source))
-    generate_dataset(model, gen_dir, GenerateOptions(n=n, psi=psi), device)
-    if not (gen_store / "dataset.json").exists():
-        prepare_dataset(gen_dir, gen_store, ds.resolution, None, workers=1)
-    gen = PreparedDataset(gen_store)
-    gen_all = np.arange(len(gen))
-    gen_images, gen_masks = gen.load_batch(gen_all)
-    gen_masks_np = gen_masks.numpy()
+    gen = generated_store(model, out, opts.n, opts.psi, ds.resolution, device, log)
 
     # 1. agreement
-    pred = predict(ref, gen_images, device)
-    agreed = scores(gen_masks_np, pred, names)
-    agreement = {"miou": agreed["miou"], "pixel_accuracy": agreed["pixel_accuracy"], "n": n, "per_class": agreed["iou"]}
-
-    # 2. usefulness
-    rng = np.random.default_rng(0)
-    few = np.sort(rng.choice(train_idx, min(low_label, len(train_idx)), replace=False))
-    regimes = {
-        "real": [(ds, train_idx)],
-        "generated": [(gen, gen_all)],
-        "real+generated": [(ds, train_idx), (gen, gen_all)],
-        f"{len(few)} real": [(ds, few)],
-        f"{len(few)} real+generated": [(ds, few), (gen, gen_all)],
-    }
-    usefulness = {}
-    for name, sets in regimes.items():
-        log(f"segmenter trained on {name}")
-        seg = ref if name == "real" else cached_segmenter(cache, sets, seg_cfg, device, log)[0]
-        usefulness[name] = {"val": ceiling if name == "real" else evaluate_segmenter(seg, ds, "val", device)}
-        if len(ds.indices("test", labeled_only=True)):
-            usefulness[name]["test"] = evaluate_segmenter(seg, ds, "test", device)
-
-    # 3. realism in the reference segmenter's features
-    real_idx = np.concatenate([train_idx, ds.indices("val", labeled_only=True)])
-    real_images, real_masks = ds.load_batch(real_idx)
-    f_real, f_gen = embed(ref, real_images, device), embed(ref, gen_images, device)
-    fm_real = np.concatenate([f_real, mask_layout(real_masks.numpy(), K)], 1)
-    fm_gen = np.concatenate([f_gen, mask_layout(gen_masks_np, K)], 1)
-    kid_img, kid_img_std = kernel_inception_distance(f_real, f_gen)
-    kid_pair, kid_pair_std = kernel_inception_distance(fm_real, fm_gen)
-    realism = {
-        "fd_segmenter_image": frechet_distance(f_real, f_gen),
-        "kid_segmenter_image": kid_img,
-        "kid_segmenter_image_std": kid_img_std,
-        "fd_segmenter_image_mask": frechet_distance(fm_real, fm_gen),
-        "kid_segmenter_image_mask": kid_pair,
-        "kid_segmenter_image_mask_std": kid_pair_std,
-        "inception": inception_fid(real_images, gen_images, inception_weights),
+    agreed = score_segmenter(ref, gen, np.arange(len(gen)), device)
+    per_sample = agreement_per_sample(ref, gen, device)
+    agreement = {
+        "miou": agreed["miou"],
+        "pixel_accuracy": agreed["pixel_accuracy"],
+        "n": len(gen),
+        "per_class": agreed["iou"],
+        "ratio_to_ceiling": agreed["miou"] / max(ceiling["val"]["miou"], 1e-9),
+        "per_sample_miou_quartiles": np.quantile(per_sample, [0.25, 0.5, 0.75]).round(4).tolist(),
     }
 
-    # 4. label statistics
-    rm = real_masks.numpy()
-    freq_real, freq_gen = class_frequencies(rm, K), class_frequencies(gen_masks_np, K)
-    area_r, height_r = person_extent(rm)
-    area_g, height_g = person_extent(gen_masks_np)
-    labels = {
-        "class_frequency_real": dict(zip(names, freq_real.round(5).tolist())),
-        "class_frequency_generated": dict(zip(names, freq_gen.round(5).tolist())),
-        "js_divergence_bits": js_divergence(freq_real, freq_gen),
-        "classes_per_image": {
-            "real": float(classes_per_image(rm, K).mean()),
-            "generated": float(classes_per_image(gen_masks_np, K).mean()),
-        },
-        "components_per_class": {
-            "real": _nan_to_none(dict(zip(names, components_per_class(rm, K)))),
-            "generated": _nan_to_none(dict(zip(names, components_per_class(gen_masks_np, K)))),
-        },
-        "person_area": {"real": float(area_r.mean()), "generated": float(area_g.mean())},
-        "person_height": {"real": float(height_r.mean()), "generated": float(height_g.mean())},
-    }
+    # 2. usefulness (and what filtering by agreement buys)
+    filtered = None
+    if opts.filter_keep is not None:
+        keep = max(1, int(round(opts.filter_keep * len(gen))))
+        filtered = np.sort(np.argsort(-per_sample, kind="stable")[:keep])
+        agreement["filter"] = {
+            "keep_fraction": opts.filter_keep,
+            "kept": int(keep),
+            "min_per_sample_miou": float(per_sample[filtered].min()),
+        }
+    useful = usefulness(ds, gen, filtered, opts, device, cache, log)
+
+    # 3. realism and 4. label statistics
+    real_feats = realism(ref, ds, gen, device, opts.inception_weights)
+    labels, extents = label_statistics(ds, gen)
     metrics = {
+        "evaluate_version": EVALUATE_VERSION,
         "checkpoint": str(model.path),
         "kimg": model.kimg,
         "data": str(ds.root),
-        "n": n,
-        "psi": psi,
-        "segmenter": {"path": str(ref_path), "val": ceiling},
+        "n": len(gen),
+        "psi": opts.psi,
+        "options": asdict(opts),
+        "segmenter": {"path": str(ref_path), **ceiling, "budget": ref_budget, "config": asdict(ref_cfg)},
         "agreement": agreement,
-        "usefulness": usefulness,
-        "realism": realism,
+        "usefulness": useful,
+        "realism": real_feats,
         "labels": labels,
         "seconds": round(time.perf_counter() - start, 1),
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     from styleseg.report import write_report
 
-    write_report(metrics, out / "report.html", gen, ds, (area_r, height_r, area_g, height_g))
+    write_report(metrics, out / "report.html", gen, ds, extents)
     return metrics
 
 
@@ -191,29 +365,55 @@ def _nan_to_none(d: dict) -> dict:
     return {k: (None if v is None or np.isnan(v) else round(float(v), 3)) for k, v in d.items()}
 
 
+def _interval(d: dict | None) -> str:
+    if not d:
+        return ""
+    if d.get("low") is None:
+        return f"  diff {d['mean']:+.3f} (one seed)"
+    return f"  diff {d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] vs {d['baseline']}: {d['verdict']}"
+
+
 def summary_table(m: dict) -> str:
+    seg = m["segmenter"]
     lines = [
-        f"reference segmenter, real val: mIoU {m['segmenter']['val']['miou']:.3f}, "
-        f"pixel acc {m['segmenter']['val']['pixel_accuracy']:.3f}",
+        f"reference segmenter, real {seg['val']['split']} (n={seg['val']['n']}): mIoU {seg['val']['miou']:.3f}, "
+        f"pixel acc {seg['val']['pixel_accuracy']:.3f}"
+        + (f"; test (n={seg['test']['n']}): mIoU {seg['test']['miou']:.3f}" if "test" in seg else "")
+        + f"; trained {seg['budget'].get('steps')} steps (best {seg['budget'].get('best_step')})",
         f"agreement (generated mask vs segmenter on generated image, n={m['n']}): "
-        f"mIoU {m['agreement']['miou']:.3f}, pixel acc {m['agreement']['pixel_accuracy']:.3f}",
-        "usefulness (segmenter mIoU on real val):",
+        f"mIoU {m['agreement']['miou']:.3f} ({m['agreement']['ratio_to_ceiling']:.2f} of the ceiling), "
+        f"pixel acc {m['agreement']['pixel_accuracy']:.3f}",
+        "usefulness (segmenter mIoU on real val report half; mean ± std over seeds; paired difference, 95% interval):",
     ]
     for name, r in m["usefulness"].items():
-        lines.append(f"  {name:<22} {r['val']['miou']:.3f}")
+        v = r["val"]
+        lines.append(
+            f"  {name:<34} {v['mean']:.3f} ± {v['std']:.3f} (n_seeds={v['n_seeds']})"
+            + _interval(r.get("difference", {}).get("val"))
+        )
+        if "test" in r:
+            lines.append(
+                f"  {'':<34} test {r['test']['mean']:.3f} ± {r['test']['std']:.3f}"
+                + _interval(r.get("difference", {}).get("test"))
+            )
     rz = m["realism"]
-    lines.append(
-        f"realism (reference-segmenter features): FD image {rz['fd_segmenter_image']:.2f}, "
-        f"KID image {rz['kid_segmenter_image']:.4f}, FD image+mask {rz['fd_segmenter_image_mask']:.2f}, "
-        f"KID image+mask {rz['kid_segmenter_image_mask']:.4f}"
-    )
+    for label in ("held_out", "train"):
+        z = rz[label]
+        lines.append(
+            f"realism vs {label} reals (n_real={z['n_real']}, n_gen={rz['n_generated']}): "
+            f"FD image {z['fd_image']:.3f} ({z['fd_image_dims']} PCs), "
+            f"KID image {z['kid_image']:.4f} ± {z['kid_image_std']:.4f}, "
+            f"FD image+mask {z['fd_image_mask']:.3f} ({z['fd_image_mask_dims']} PCs), "
+            f"KID image+mask {z['kid_image_mask']:.4f} ± {z['kid_image_mask_std']:.4f}"
+        )
     inc = rz["inception"]
     lines.append("Inception FID: " + (f"{inc['fid']:.2f}" if "fid" in inc else inc["skipped"]))
     lb = m["labels"]
     lines.append(
-        f"labels: JS(class freq) {lb['js_divergence_bits']:.4f} bits; classes/image real "
-        f"{lb['classes_per_image']['real']:.2f} gen {lb['classes_per_image']['generated']:.2f}; person area real "
-        f"{lb['person_area']['real']:.3f} gen {lb['person_area']['generated']:.3f}; height real "
-        f"{lb['person_height']['real']:.3f} gen {lb['person_height']['generated']:.3f}"
+        f"labels (n_real={lb['n_real']}, n_gen={lb['n_generated']}): "
+        f"JS(class freq) {lb['js_divergence_bits']:.4f} bits; "
+        f"classes/image real {lb['classes_per_image']['real']:.2f} gen {lb['classes_per_image']['generated']:.2f}; "
+        f"person area real {lb['person_area']['real']:.3f} gen {lb['person_area']['generated']:.3f}; "
+        f"height real {lb['person_height']['real']:.3f} gen {lb['person_height']['generated']:.3f}"
     )
     return "\n".join(lines)

@@ -45,6 +45,13 @@ class GenerateOptions:
     """Drop samples whose non-background area is below this fraction (0 keeps all)."""
     require_person: bool = False
     """Drop samples whose mask has no person pixel at all."""
+    min_confidence: float = 0.0
+    """Drop samples whose mean per-pixel class confidence (the generator's top softmax probability) is
+    below this: the generator's own uncertainty, as DatasetGAN filters by it."""
+    filter_segmenter: object | None = None
+    """A reference segmenter (metrics.segmenter.load_segmenter) for `min_agreement`."""
+    min_agreement: float = 0.0
+    """Drop samples whose mask agrees with the segmenter's prediction on the image below this mIoU."""
     write: bool = True
     """False only generates (for benchmarking the generator alone)."""
     threads: int = 2
@@ -115,8 +122,8 @@ def generate_dataset(
         while kept < opts.n:
             if dropped > 10 * opts.n + 100:
                 raise StylesegError(
-                    f"the filters dropped {dropped} samples for {kept} kept; relax --min-person-fraction "
-                    f"or --require-person (or check the model)"
+                    f"the filters dropped {dropped} samples for {kept} kept; relax --min-person-fraction, "
+                    f"--require-person, --min-confidence or --min-agreement (or check the model)"
                 )
             seeds = []
             while len(seeds) < min(opts.batch, opts.n - kept):
@@ -126,12 +133,16 @@ def generate_dataset(
             with torch.no_grad():
                 out_t = synthesize(model.G, seeds, st.stage, st.alpha, st.seg_level, opts.psi, device)
             images, masks = to_uint8_images(out_t.img), to_class_ids(out_t.seg)
+            confidence = out_t.seg.float().softmax(1).amax(1).mean(dim=(1, 2)).cpu().numpy()  # (B,)
+            agreement = _agreement(opts, images, masks, class_map.num_classes, device)
             records, writes = [], []
             for i, seed in enumerate(seeds):
                 counts = np.bincount(masks[i].ravel(), minlength=class_map.num_classes) / masks[i].size
                 person = 1.0 - counts[0]
                 # seeds never outnumber the pairs still wanted, so kept cannot pass opts.n here
                 keep = not (opts.require_person and person == 0) and person >= opts.min_person_fraction
+                keep = keep and confidence[i] >= opts.min_confidence
+                keep = keep and (agreement is None or agreement[i] >= opts.min_agreement)
                 name = f"{seed:06d}"
                 records.append(
                     {
@@ -140,6 +151,8 @@ def generate_dataset(
                         "psi": opts.psi,
                         "kept": bool(keep),
                         "person_fraction": round(float(person), 6),
+                        "confidence": round(float(confidence[i]), 6),
+                        **({"agreement": round(float(agreement[i]), 6)} if agreement is not None else {}),
                         "class_fractions": {c: round(float(f), 6) for c, f in zip(class_map.classes, counts)},
                     }
                 )
@@ -160,6 +173,17 @@ def generate_dataset(
         if manifest:
             manifest.close()
     return {"kept": kept, "dropped": dropped, "resumed": resumed, "next_seed": next_seed}
+
+
+def _agreement(opts: GenerateOptions, images: np.ndarray, masks: np.ndarray, k: int, device) -> np.ndarray | None:
+    """Per-sample mIoU of each generated mask against the filter segmenter's prediction, or None."""
+    if opts.filter_segmenter is None:
+        return None
+    from styleseg.metrics.segmentation import per_sample_miou
+    from styleseg.metrics.segmenter import predict
+
+    pred = predict(opts.filter_segmenter, torch.from_numpy(images).permute(0, 3, 1, 2), device)
+    return per_sample_miou(masks, pred, k)
 
 
 def _write_sample(

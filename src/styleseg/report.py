@@ -68,6 +68,65 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def usefulness_rows(use: dict, split: str = "val") -> list[list]:
+    rows = []
+    for name, r in use.items():
+        if split not in r:
+            continue
+        d = r.get("difference", {}).get(split)
+        interval = (
+            ""
+            if not d
+            else (f"{d['mean']:+.3f}" + ("" if d["low"] is None else f" [{d['low']:+.3f}, {d['high']:+.3f}]"))
+        )
+        rows.append(
+            [
+                name,
+                r[split]["mean"],
+                r[split]["std"],
+                r[split]["n_seeds"],
+                r["generated_pairs"],
+                interval,
+                d["verdict"] if d else "baseline",
+            ]
+        )
+    return rows
+
+
+USEFULNESS_HEADER = ["training data", "mIoU mean", "std", "seeds", "generated pairs", "paired diff [95% CI]", "verdict"]
+
+
+def _usefulness_plot(use: dict) -> str:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return ""
+    names = list(use)
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(names)), 3.5))
+    means = [use[n]["val"]["mean"] for n in names]
+    stds = [use[n]["val"]["std"] for n in names]
+    ax.bar(
+        range(len(names)),
+        means,
+        yerr=stds,
+        capsize=4,
+        color=["#888" if not use[n]["regime"]["generated"] else "#4a7" for n in names],
+    )
+    for i, n in enumerate(names):
+        ax.scatter([i] * len(use[n]["val"]["values"]), use[n]["val"]["values"], color="k", s=8, zorder=3)
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("segmenter mIoU (real val, report half)")
+    ax.set_title("usefulness: mean ± std over seeds, dots = seeds")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    return f'<img alt="usefulness" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+
+
 def write_report(metrics: dict, path, generated, real, extents) -> None:
     names = list(metrics["labels"]["class_frequency_real"])
     palette = generated.class_map.palette
@@ -82,19 +141,45 @@ def write_report(metrics: dict, path, generated, real, extents) -> None:
         grid([triplet(ri[i].permute(1, 2, 0).numpy(), rm[i].numpy(), palette) for i in range(len(ri))], 4), 2
     )
     use = metrics["usefulness"]
-    use_rows = [
-        [name, r["val"]["miou"], r["val"]["pixel_accuracy"]] + [r["val"]["iou"][n] for n in names]
-        for name, r in use.items()
-    ]
     rz = metrics["realism"]
     inc = rz["inception"]
-    realism_rows = [
-        ["FD, segmenter features, image", rz["fd_segmenter_image"]],
-        ["KID, segmenter features, image", rz["kid_segmenter_image"]],
-        ["FD, segmenter features, image+mask", rz["fd_segmenter_image_mask"]],
-        ["KID, segmenter features, image+mask", rz["kid_segmenter_image_mask"]],
-        ["Inception FID", inc.get("fid", inc.get("skipped"))],
-    ]
+    realism_rows = []
+    for label in ("held_out", "train"):
+        z = rz[label]
+        tag = "held-out (val)" if label == "held_out" else "segmenter's training"
+        realism_rows += [
+            [f"FD image, vs {tag} reals", z["fd_image"], z["fd_image_dims"], z["n_real"], rz["n_generated"]],
+            [
+                f"KID image, vs {tag} reals",
+                f"{z['kid_image']:.4f} ± {z['kid_image_std']:.4f}",
+                "all",
+                z["n_real"],
+                rz["n_generated"],
+            ],
+            [
+                f"FD image+mask, vs {tag} reals",
+                z["fd_image_mask"],
+                z["fd_image_mask_dims"],
+                z["n_real"],
+                rz["n_generated"],
+            ],
+            [
+                f"KID image+mask, vs {tag} reals",
+                f"{z['kid_image_mask']:.4f} ± {z['kid_image_mask_std']:.4f}",
+                "all",
+                z["n_real"],
+                rz["n_generated"],
+            ],
+        ]
+    realism_rows.append(
+        [
+            "Inception FID (held-out reals)",
+            inc.get("fid", inc.get("skipped")),
+            2048,
+            inc.get("n_real"),
+            inc.get("n_generated"),
+        ]
+    )
     lb = metrics["labels"]
     label_rows = [
         ["JS divergence of class frequencies (bits)", lb["js_divergence_bits"], ""],
@@ -103,30 +188,41 @@ def write_report(metrics: dict, path, generated, real, extents) -> None:
         ["person height", lb["person_height"]["real"], lb["person_height"]["generated"]],
     ]
     frag = [[n, lb["components_per_class"]["real"][n], lb["components_per_class"]["generated"][n]] for n in names]
+    seg = metrics["segmenter"]
+    test_use = usefulness_rows(use, "test")
     doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>styleseg evaluation</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1400px}} table{{border-collapse:collapse;margin:1em 0}}
 td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:right}}
 img{{max-width:100%}}</style></head><body>
 <h1>styleseg evaluation</h1>
 <p>checkpoint <code>{html.escape(metrics["checkpoint"])}</code> (kimg {metrics["kimg"]:.1f}), data
-<code>{html.escape(metrics["data"])}</code>, {metrics["n"]} generated pairs, ψ = {metrics["psi"]}, {
-        metrics["seconds"]
-    } s.</p>
+<code>{html.escape(metrics["data"])}</code>, {metrics["n"]} generated pairs, ψ = {metrics["psi"]};
+evaluate version {metrics["evaluate_version"]}, {metrics["seconds"]} s.</p>
 <h2>1. Do the masks match the images?</h2>
-<p>Agreement between each generated mask and the reference segmenter's prediction on the generated image:
-<b>mIoU {metrics["agreement"]["miou"]:.3f}</b>, pixel accuracy {metrics["agreement"]["pixel_accuracy"]:.3f}.
-The same segmenter scores mIoU {metrics["segmenter"]["val"]["miou"]:.3f} on real validation data: the ceiling of the
-agreement number.</p>
+<p>Agreement between each generated mask and the reference segmenter's prediction on the generated image
+(n = {metrics["agreement"]["n"]}): <b>mIoU {metrics["agreement"]["miou"]:.3f}</b>
+({metrics["agreement"]["ratio_to_ceiling"]:.2f} of the ceiling), pixel accuracy
+{metrics["agreement"]["pixel_accuracy"]:.3f}. The same segmenter scores mIoU {seg["val"]["miou"]:.3f} on real
+{html.escape(seg["val"]["split"])} data (n = {seg["val"]["n"]}): the ceiling of the agreement number. It trained
+{seg["budget"].get("steps")} steps and kept the weights of step {seg["budget"].get("best_step")}
+({seg["budget"].get("seconds")} s).</p>
 {
         _table(
-            [[n, metrics["agreement"]["per_class"][n], metrics["segmenter"]["val"]["iou"][n]] for n in names],
+            [[n, metrics["agreement"]["per_class"][n], seg["val"]["iou"][n]] for n in names],
             ["class", "agreement IoU", "segmenter IoU on real val"],
         )
     }
 <h2>2. Is the data useful?</h2>
-<p>The same segmenter and budget trained on each set, scored on real validation data.</p>
-{_table(use_rows, ["training data", "mIoU", "pixel acc"] + names)}
-<h2>3. Are the images real?</h2>{_table(realism_rows, ["metric", "value"])}
+<p>The same segmenter trained on each set with {metrics["options"]["seeds"]} seeds, scored on the report half of
+real validation data; each regime is compared seed by seed with its real-only baseline (95 % Student-t interval of
+the paired difference). Real + generated batches are {100 * metrics["options"]["mix"]:.0f} % generated.</p>
+{_table(usefulness_rows(use), USEFULNESS_HEADER)}
+{("<p>On the test split:</p>" + _table(test_use, USEFULNESS_HEADER)) if test_use else ""}
+{_usefulness_plot(use)}
+<h2>3. Are the images real?</h2>
+<p>Distances in the reference segmenter's features; Fréchet distances in the leading principal components (as many
+as a tenth of the smaller sample count), the mask as class fractions on a coarse grid.</p>
+{_table(realism_rows, ["metric", "value", "dims", "n real", "n generated"])}
 <h2>4. Label statistics</h2>{_table(label_rows, ["statistic", "real", "generated"])}
 <p>Connected components per class where the class appears (fragmentation):</p>{
         _table(frag, ["class", "real", "generated"])

@@ -14,15 +14,12 @@ def short_segmenter(monkeypatch):
     monkeypatch.setattr(seg_module.SegmenterConfig, "__init__", _short_init)
 
 
-def _short_init(self, num_classes, width=8, epochs_equiv=1, batch=8, lr=2e-3, seed=0):
-    self.num_classes, self.width, self.epochs_equiv, self.batch, self.lr, self.seed = (
-        num_classes,
-        width,
-        epochs_equiv,
-        batch,
-        lr,
-        seed,
-    )
+_full_init = seg_module.SegmenterConfig.__init__
+
+
+def _short_init(self, num_classes, **kwargs):
+    kwargs.update(width=8, max_steps=12, eval_every=6, batch=8, dtype="fp32")
+    _full_init(self, num_classes, **kwargs)
 
 
 @pytest.mark.slow
@@ -42,14 +39,39 @@ def test_evaluate_writes_metrics_and_report(checkpoint, prepared_tiny, tmp_path,
         str(cache),
         "--device",
         "cpu",
+        "--seeds",
+        "2",
+        "--low-labels",
+        "8",
+        "--filter-keep",
+        "0.5",
     ]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "agreement" in out and "usefulness" in out
     m = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert m["evaluate_version"] == 2
     assert 0 <= m["agreement"]["miou"] <= 1 and 0 <= m["segmenter"]["val"]["miou"] <= 1
-    assert set(m["usefulness"]) == {"real", "generated", "real+generated", "24 real", "24 real+generated"}
-    assert m["realism"]["fd_segmenter_image"] >= 0 and 0 <= m["labels"]["js_divergence_bits"] <= 1
+    assert set(m["usefulness"]) == {
+        "real",
+        "generated",
+        "real+generated",
+        "8 real",
+        "8 real+generated",
+        "generated->8 real",
+        "filtered generated",
+        "real+filtered generated",
+        "8 real+filtered generated",
+        "filtered generated->8 real",
+    }
+    r = m["usefulness"]["8 real+generated"]
+    assert r["val"]["n_seeds"] == 2 and len(r["val"]["values"]) == 2 and r["mix"] == 0.5
+    d = r["difference"]["val"]
+    assert d["baseline"] == "8 real" and d["low"] <= d["mean"] <= d["high"]
+    assert m["usefulness"]["filtered generated"]["generated_pairs"] == 8
+    held = m["realism"]["held_out"]
+    assert held["fd_image"] >= 0 and held["n_real"] == 2 and held["fd_image_dims"] >= 2
+    assert 0 <= m["labels"]["js_divergence_bits"] <= 1
     html = (tmp_path / "e" / "report.html").read_text()
     assert "<table>" in html and "data:image/png;base64" in html
     n_cached = len(list(cache.iterdir()))
@@ -68,7 +90,7 @@ def trained_segmenter(prepared_tiny, tmp_path):
 
 def test_segmenter_train_and_eval(trained_segmenter, prepared_tiny, tmp_path, capsys):
     assert main(["segmenter", "eval", "--ckpt", str(trained_segmenter), "--data", str(prepared_tiny)]) == 0
-    assert "val: mIoU" in capsys.readouterr().out
+    assert "val (report half): mIoU" in capsys.readouterr().out
     assert main(["segmenter", "eval", "--ckpt", str(tmp_path), "--data", str(prepared_tiny)]) == 2
 
 
@@ -98,7 +120,7 @@ def test_in_training_metrics_go_to_the_log(trained_segmenter, prepared_tiny, tmp
 def test_segmenter_eval_reads_styleseg_data(trained_segmenter, prepared_tiny, monkeypatch, capsys):
     monkeypatch.setenv("STYLESEG_DATA", str(prepared_tiny))
     assert main(["segmenter", "eval", "--ckpt", str(trained_segmenter)]) == 0
-    assert "val: mIoU" in capsys.readouterr().out
+    assert "val (report half): mIoU" in capsys.readouterr().out
     monkeypatch.delenv("STYLESEG_DATA")
     assert main(["segmenter", "eval", "--ckpt", str(trained_segmenter)]) == 2
     assert "pass --data DIR or set STYLESEG_DATA" in capsys.readouterr().err

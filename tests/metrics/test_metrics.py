@@ -112,7 +112,98 @@ def test_torchmetrics_fid_path_end_to_end_with_a_stand_in_network():
 
     torch.manual_seed(1)
     real = torch.randint(0, 256, (64, 3, 16, 16), dtype=torch.uint8)
-    same = inception_fid(real, real.flip(0), None, feature=StandIn())
-    other = inception_fid(real, (real // 3).to(torch.uint8), None, feature=StandIn())
+    same = inception_fid([real[:32], real[32:]], [real.flip(0)], None, feature=StandIn())
+    other = inception_fid([real], [(real // 3).to(torch.uint8)], None, feature=StandIn())
+    assert same["n_real"] == 64 and same["n_generated"] == 64
     assert same["fid"] == pytest.approx(0, abs=1e-3)
     assert other["fid"] > 1e-2
+
+
+def test_reduced_frechet_uses_what_the_samples_support_and_sees_a_shift():
+    from styleseg.metrics.distribution import reduced_frechet, supported_dims
+
+    rng = np.random.default_rng(3)
+    ref, a = rng.normal(size=(3000, 64)), rng.normal(size=(300, 64))
+    same, dims = reduced_frechet(ref, a, a)
+    assert dims == supported_dims(300, 64) == 30 and same == pytest.approx(0, abs=1e-8)
+    near, _ = reduced_frechet(ref, a, rng.normal(size=(300, 64)))
+    far, _ = reduced_frechet(ref, a, rng.normal(size=(300, 64)) + 1.0)
+    assert far > 5 * near
+
+
+def test_paired_interval_covers_zero_for_identical_regimes_and_shows_harm():
+    from styleseg.metrics.usefulness import paired_difference, verdict
+
+    rng = np.random.default_rng(4)
+    # Identical regimes: the same mean, independent seed noise around a per-seed shared effect.
+    covered = 0
+    for _ in range(400):
+        shared = rng.normal(0.5, 0.05, 3)
+        d = paired_difference(list(shared + rng.normal(0, 0.01, 3)), list(shared + rng.normal(0, 0.01, 3)))
+        covered += d["low"] <= 0 <= d["high"]
+    assert 0.92 <= covered / 400 <= 0.98  # a calibrated 95 % interval
+    same = [0.61, 0.58, 0.63]
+    assert verdict(paired_difference(same, same)) == "no clear difference"
+    harmed = paired_difference([0.55, 0.52, 0.58], [0.61, 0.58, 0.63])
+    assert harmed["high"] < 0 and verdict(harmed) == "hurts"
+
+
+def _task(n, h, w, seed, learnable):
+    """Images whose mask is readable from the image (a bright square is class 1, a dark one class 2) or,
+    when not learnable, masks that ignore the image."""
+    rng = np.random.default_rng(seed)
+    images = np.full((n, h, w, 3), 128, np.uint8)
+    masks = np.zeros((n, h, w), np.uint8)
+    for i in range(n):
+        for cls, value in ((1, 250), (2, 5)):
+            y, x = rng.integers(0, h - 6), rng.integers(0, w - 6)
+            images[i, y : y + 6, x : x + 6] = value
+            masks[i, y : y + 6, x : x + 6] = cls
+    if not learnable:
+        masks = rng.integers(0, 3, masks.shape).astype(np.uint8)
+    return images, masks
+
+
+def _store(root, images, masks):
+    import json
+
+    from styleseg.data.classes import ClassMap
+    from styleseg.data.prepare import FORMAT_VERSION
+
+    root.mkdir()
+    n = len(images)
+    np.save(root / "images.npy", images)
+    np.save(root / "masks.npy", masks)
+    np.save(root / "labeled.npy", np.ones(n, bool))
+    np.save(root / "split.npy", np.array([0] * (n - 40) + [1] * 40, np.uint8))
+    cm = ClassMap.from_names(["background", "bright", "dark"], "squares")
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "resolution": list(images.shape[1:3]),
+        "classes": cm.to_json(),
+        "num_samples": n,
+    }
+    (root / "dataset.json").write_text(json.dumps(meta))
+    (root / "ids.json").write_text(json.dumps([str(i) for i in range(n)]))
+
+
+@pytest.mark.slow
+def test_segmenter_learns_a_learnable_task_and_not_random_labels(tmp_path):
+    from styleseg.data.store import PreparedDataset
+    from styleseg.metrics.segmenter import SegmenterConfig, evaluate_segmenter, train_segmenter, validation_halves
+
+    results = {}
+    for learnable in (True, False):
+        _store(tmp_path / str(learnable), *_task(200, 16, 16, 0, learnable))
+        ds = PreparedDataset(tmp_path / str(learnable))
+        cfg = SegmenterConfig(
+            num_classes=3, width=8, max_steps=300, eval_every=50, batch=16, augment=False, dtype="fp32"
+        )
+        model, budget = train_segmenter(
+            [(ds, ds.indices("train"))], cfg, torch.device("cpu"), (ds, validation_halves(ds)[0]), log=lambda *_: None
+        )
+        results[learnable] = evaluate_segmenter(model, ds, "val", torch.device("cpu"))
+        assert budget["best_step"] <= budget["steps"] <= 300
+    assert results[True]["miou"] > 0.8
+    # random labels: a third of the pixels in each class; the best a segmenter can do is chance level
+    assert results[False]["miou"] < 0.3

@@ -24,3 +24,20 @@ def add_data_arg(parser, help_text: str = "dataset folder (default: $STYLESEG_DA
 
 def add_device_arg(parser) -> None:
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
+
+
+def add_model_args(parser) -> None:
+    """--ckpt (a run or checkpoint folder) or --model (a shipped model's name, or an exported file)."""
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--ckpt", help="run folder, checkpoint folder, or a file inside one")
+    group.add_argument("--model", help="a shipped model by name (see `styleseg models`) or an exported .safetensors")
+
+
+def load_model_arg(args, device):
+    """The generator named by --ckpt or --model."""
+    from styleseg.models.load import load_generator
+    from styleseg.models.zoo import load_model
+
+    if getattr(args, "model", None):
+        return load_model(args.model, device)
+    return load_generator(Path(args.ckpt), device)

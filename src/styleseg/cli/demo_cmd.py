@@ -11,7 +11,7 @@ from styleseg.cli.common import DATA_ENV
 from styleseg.cli.main import main as cli_main
 from styleseg.data.download import default_cache_root, download_dataset
 from styleseg.errors import StylesegError
-from styleseg.training.checkpoint import resolve_checkpoint
+from styleseg.models.weights import resolve_checkpoint
 from styleseg.training.run_dir import latest_run_dir
 
 

@@ -6,15 +6,17 @@ from pathlib import Path
 
 import numpy as np
 
-from styleseg.cli.common import add_data_arg, add_device_arg, resolve_data
+from styleseg.cli.common import add_data_arg, add_device_arg, add_model_args, load_model_arg, resolve_data
 from styleseg.data.store import PreparedDataset
-from styleseg.evaluate import evaluate, summary_table
+from styleseg.errors import StylesegError
+from styleseg.evaluate import EvalOptions, evaluate, summary_table
 from styleseg.metrics.segmenter import (
     SegmenterConfig,
     cached_segmenter,
     evaluate_segmenter,
     load_segmenter,
     save_segmenter,
+    validation_halves,
 )
 from styleseg.sampling import resolve_device
 
@@ -27,11 +29,25 @@ def register(sub) -> None:
         help="agreement, usefulness, realism and label statistics of a model",
         description="Writes metrics.json and a self-contained report.html.",
     )
-    p.add_argument("--ckpt", required=True, help="run folder, checkpoint folder, or a file inside one")
+    add_model_args(p)
     add_data_arg(p, "prepared real dataset at the model's resolution (default: $STYLESEG_DATA)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--n", type=int, default=1000, help="generated pairs (default 1000)")
+    p.add_argument(
+        "--n", type=int, default=1000, help="generated pairs, also the generated training data (default 1000)"
+    )
     p.add_argument("--truncation", type=float, default=1.0, metavar="PSI")
+    p.add_argument("--seeds", type=int, default=3, help="segmenter seeds per usefulness regime (default 3)")
+    p.add_argument("--low-labels", default="50", help="N of the 'N real' regimes, comma-separated (default 50)")
+    p.add_argument("--mix", type=float, default=0.5, help="generated share of each real+generated batch (default 0.5)")
+    p.add_argument(
+        "--filter-keep",
+        type=float,
+        default=None,
+        help="also train on the best-agreeing fraction of generated pairs (e.g. 0.5) to show what filtering buys",
+    )
+    p.add_argument("--regimes", default=None, help="only these usefulness regimes, comma-separated (and baselines)")
+    p.add_argument("--segmenter-width", type=int, default=24, help="reference segmenter width (default 24)")
+    p.add_argument("--segmenter-max-steps", type=int, default=3000, help="upper bound on segmenter steps")
     p.add_argument("--cache", default=str(DEFAULT_CACHE), help=f"segmenter cache (default {DEFAULT_CACHE})")
     p.add_argument("--inception-weights", default=None, help="local Inception weights for FID (offline machines)")
     add_device_arg(p)
@@ -44,6 +60,8 @@ def register(sub) -> None:
     t.add_argument("--extra", action="append", default=[], help="more prepared datasets to train on (all samples)")
     t.add_argument("--out", required=True, help="folder for the trained segmenter")
     t.add_argument("--cache", default=str(DEFAULT_CACHE))
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--max-steps", type=int, default=SegmenterConfig.max_steps, help="upper bound on steps")
     add_device_arg(t)
     t.set_defaults(func=cmd_seg_train)
     e = s.add_parser("eval", help="mIoU, per-class IoU and pixel accuracy of a trained segmenter")
@@ -56,15 +74,26 @@ def register(sub) -> None:
 
 def cmd_evaluate(args) -> int:
     device = resolve_device(args.device)
+    try:
+        low = [int(v) for v in args.low_labels.split(",") if v]
+    except ValueError as exc:
+        raise StylesegError(f"--low-labels takes integers like 50,200, not '{args.low_labels}'") from exc
+    if args.seeds < 1 or not 0 <= args.mix <= 1 or (args.filter_keep is not None and not 0 < args.filter_keep <= 1):
+        raise StylesegError("--seeds must be >= 1, --mix in [0, 1] and --filter-keep in (0, 1]")
+    opts = EvalOptions(
+        n=args.n,
+        psi=args.truncation,
+        seeds=args.seeds,
+        low_labels=low,
+        mix=args.mix,
+        filter_keep=args.filter_keep,
+        regimes=args.regimes.split(",") if args.regimes else None,
+        segmenter_width=args.segmenter_width,
+        segmenter_max_steps=args.segmenter_max_steps,
+        inception_weights=args.inception_weights,
+    )
     metrics = evaluate(
-        Path(args.ckpt),
-        resolve_data(args.data),
-        Path(args.out),
-        args.n,
-        args.truncation,
-        device,
-        Path(args.cache),
-        args.inception_weights,
+        load_model_arg(args, device), resolve_data(args.data), Path(args.out), opts, device, Path(args.cache)
     )
     print(summary_table(metrics))
     print(
@@ -80,14 +109,21 @@ def cmd_seg_train(args) -> int:
     for extra in args.extra:
         e = PreparedDataset(Path(extra))
         sets.append((e, np.flatnonzero(e.labeled)))  # every labeled sample of an extra set
-    cfg = SegmenterConfig(num_classes=ds.class_map.num_classes)
-    model, cached = cached_segmenter(Path(args.cache), sets, cfg, device)
+    cfg = SegmenterConfig(num_classes=ds.class_map.num_classes, seed=args.seed, max_steps=args.max_steps)
+    select = (ds, validation_halves(ds)[0])
+    model, cached, budget = cached_segmenter(Path(args.cache), sets, cfg, device, select)
     result = evaluate_segmenter(model, ds, "val", device)
-    save_segmenter(model, cfg, Path(args.out), {"cache": str(cached), "val": result})
+    info = {"cache": str(cached), "val": result, "budget": budget}
+    if len(ds.indices("test", labeled_only=True)):
+        info["test"] = evaluate_segmenter(model, ds, "test", device)
+    save_segmenter(model, cfg, Path(args.out), info)
     print(
-        f"segmenter: {args.out} (cache {cached}); val mIoU {result['miou']:.3f}, "
-        f"pixel accuracy {result['pixel_accuracy']:.3f}"
+        f"segmenter: {args.out} (cache {cached}); {result['split']} mIoU {result['miou']:.3f}, "
+        f"pixel accuracy {result['pixel_accuracy']:.3f} over {result['n']} images; "
+        f"{budget.get('steps')} steps (best {budget.get('best_step')}), {budget.get('seconds')} s"
     )
+    if "test" in info:
+        print(f"test mIoU {info['test']['miou']:.3f} over {info['test']['n']} images")
     return 0
 
 
@@ -96,7 +132,7 @@ def cmd_seg_eval(args) -> int:
     model, _ = load_segmenter(Path(args.ckpt), device)
     ds = PreparedDataset(resolve_data(args.data))
     r = evaluate_segmenter(model, ds, args.split, device)
-    print(f"{args.split}: mIoU {r['miou']:.3f}, pixel accuracy {r['pixel_accuracy']:.3f} over {r['n']} images")
+    print(f"{r['split']}: mIoU {r['miou']:.3f}, pixel accuracy {r['pixel_accuracy']:.3f} over {r['n']} images")
     for name, iou in r["iou"].items():
         print(f"  {name:<16} {'-' if iou is None else f'{iou:.3f}'}")
     return 0

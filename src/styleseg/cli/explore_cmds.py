@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from styleseg.cli.common import add_device_arg
+from styleseg.cli.common import add_device_arg, add_model_args, load_model_arg
 from styleseg.errors import StylesegError
 from styleseg.explore import interpolate, style_mix, truncation_sweep
-from styleseg.models.load import load_generator
 from styleseg.sampling import resolve_device
 
 
@@ -26,7 +25,7 @@ def _floats(text: str) -> list[float]:
 
 
 def _common(p) -> None:
-    p.add_argument("--ckpt", required=True, help="run folder, checkpoint folder, or a file inside one")
+    add_model_args(p)
     p.add_argument("--out", required=True, help="output folder")
     add_device_arg(p)
 
@@ -65,7 +64,7 @@ def cmd_interpolate(args) -> int:
         raise StylesegError("--seeds needs at least two seeds")
     device = resolve_device(args.device)
     files = interpolate(
-        load_generator(Path(args.ckpt), device),
+        load_model_arg(args, device),
         seeds,
         Path(args.out),
         device,
@@ -84,7 +83,7 @@ def cmd_interpolate(args) -> int:
 def cmd_mix(args) -> int:
     device = resolve_device(args.device)
     path = style_mix(
-        load_generator(Path(args.ckpt), device),
+        load_model_arg(args, device),
         _ints(args.cols),
         _ints(args.rows),
         Path(args.out),
@@ -97,8 +96,6 @@ def cmd_mix(args) -> int:
 
 def cmd_truncation(args) -> int:
     device = resolve_device(args.device)
-    path = truncation_sweep(
-        load_generator(Path(args.ckpt), device), _ints(args.seeds), _floats(args.psi), Path(args.out), device
-    )
+    path = truncation_sweep(load_model_arg(args, device), _ints(args.seeds), _floats(args.psi), Path(args.out), device)
     print(f"truncation sweep: {path}")
     return 0

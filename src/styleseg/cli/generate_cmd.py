@@ -8,9 +8,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from styleseg.cli.common import add_device_arg
+from styleseg.cli.common import add_device_arg, add_model_args, load_model_arg
+from styleseg.errors import StylesegError
 from styleseg.generate import GenerateOptions, generate_dataset
-from styleseg.models.load import load_generator
+from styleseg.metrics.segmenter import load_segmenter
 from styleseg.sampling import resolve_device
 
 
@@ -21,7 +22,7 @@ def register(sub) -> None:
         description="Write images/, masks/ (palette PNGs of class ids), optional overlays/, classes.json and "
         "manifest.jsonl. An interrupted run continues where it stopped when run again with the same --out.",
     )
-    p.add_argument("--ckpt", required=True, help="run folder, checkpoint folder, or a file inside one")
+    add_model_args(p)
     p.add_argument("--n", type=int, required=True, help="number of pairs to keep")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--seed", type=int, default=0, help="first seed; sample k uses seed+k (default 0)")
@@ -35,6 +36,19 @@ def register(sub) -> None:
         default=0.0,
         help="drop samples whose person area is below this fraction of the image",
     )
+    p.add_argument(
+        "--min-confidence",
+        type=float,
+        default=0.0,
+        help="drop samples whose mean per-pixel class confidence (top softmax probability) is below this",
+    )
+    p.add_argument("--filter-segmenter", default=None, help="a `segmenter train` folder, for --min-agreement")
+    p.add_argument(
+        "--min-agreement",
+        type=float,
+        default=0.0,
+        help="drop samples whose mask agrees with the filter segmenter's prediction below this mIoU",
+    )
     p.add_argument("--no-write", action="store_true", help="generate without writing files (benchmarking)")
     add_device_arg(p)
     p.set_defaults(func=cmd_generate)
@@ -42,7 +56,7 @@ def register(sub) -> None:
 
 def cmd_generate(args) -> int:
     device = resolve_device(args.device)
-    model = load_generator(Path(args.ckpt), device)
+    model = load_model_arg(args, device)
     opts = GenerateOptions(
         n=args.n,
         seed=args.seed,
@@ -51,8 +65,13 @@ def cmd_generate(args) -> int:
         overlays=args.overlays,
         min_person_fraction=args.min_person_fraction,
         require_person=args.require_person,
+        min_confidence=args.min_confidence,
+        filter_segmenter=load_segmenter(Path(args.filter_segmenter), device)[0] if args.filter_segmenter else None,
+        min_agreement=args.min_agreement,
         write=not args.no_write,
     )
+    if args.min_agreement > 0 and not args.filter_segmenter:
+        raise StylesegError("--min-agreement needs --filter-segmenter DIR (a `styleseg segmenter train` folder)")
     bar = tqdm(total=args.n, unit="pair", desc="generate", disable=not sys.stderr.isatty())
 
     def progress(done, total):

@@ -10,7 +10,17 @@ from styleseg.errors import StylesegError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from styleseg.cli import bench_cmd, data_cmds, demo_cmd, eval_cmds, explore_cmds, generate_cmd, train_cmd
+    from styleseg.cli import (
+        bench_cmd,
+        compare_cmd,
+        data_cmds,
+        demo_cmd,
+        eval_cmds,
+        explore_cmds,
+        generate_cmd,
+        models_cmd,
+        train_cmd,
+    )
 
     parser = argparse.ArgumentParser(
         prog="styleseg",
@@ -18,7 +28,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"styleseg {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (data_cmds, train_cmd, generate_cmd, explore_cmds, eval_cmds, bench_cmd, demo_cmd):
+    for module in (
+        data_cmds,
+        train_cmd,
+        generate_cmd,
+        explore_cmds,
+        eval_cmds,
+        compare_cmd,
+        models_cmd,
+        bench_cmd,
+        demo_cmd,
+    ):
         module.register(sub)
     return parser
 

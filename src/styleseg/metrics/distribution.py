@@ -15,7 +15,7 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def frechet_from_stats(mu_a, s_a, mu_b, s_b) -> float:
-    covmean, _ = scipy.linalg.sqrtm(np.atleast_2d(s_a) @ np.atleast_2d(s_b), disp=False)
+    covmean = scipy.linalg.sqrtm(np.atleast_2d(s_a) @ np.atleast_2d(s_b))
     covmean = covmean.real
     value = float(np.sum((mu_a - mu_b) ** 2) + np.trace(s_a) + np.trace(s_b) - 2 * np.trace(covmean))
     return max(value, 0.0)
@@ -56,3 +56,26 @@ def js_divergence(p: np.ndarray, q: np.ndarray) -> float:
         return float(np.sum(a[keep] * np.log2(a[keep] / b[keep])))
 
     return 0.5 * kl(p, m) + 0.5 * kl(q, m)
+
+
+def pca_basis(reference: np.ndarray, dims: int) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, (D, dims) basis) of the top principal components of a reference feature set."""
+    mean = reference.mean(0)
+    _, _, vt = np.linalg.svd(reference - mean, full_matrices=False)
+    return mean, vt[:dims].T
+
+
+def supported_dims(n_samples: int, dims: int, samples_per_dim: int = 10) -> int:
+    """How many feature dimensions a Gaussian fit to n samples supports: n / 10, at least 2, at most
+    the features' own. (A D-dimensional covariance needs well over D samples to be full rank.)"""
+    return int(max(2, min(dims, n_samples // samples_per_dim)))
+
+
+def reduced_frechet(
+    reference: np.ndarray, a: np.ndarray, b: np.ndarray, samples_per_dim: int = 10
+) -> tuple[float, int]:
+    """FD between a and b in the top principal components of `reference`, with as many components as
+    the smaller set supports; returns (FD, components used)."""
+    dims = supported_dims(min(len(a), len(b)), a.shape[1], samples_per_dim)
+    mean, basis = pca_basis(reference, dims)
+    return frechet_distance((a - mean) @ basis, (b - mean) @ basis), dims

@@ -38,3 +38,38 @@ def person_extent(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     rows = person.any(axis=2)
     heights = np.array([(np.flatnonzero(r)[-1] - np.flatnonzero(r)[0] + 1) / len(r) if r.any() else 0.0 for r in rows])
     return area, heights
+
+
+class LabelStatistics:
+    """The statistics above accumulated over chunks of masks, so any number of masks fits in memory."""
+
+    def __init__(self, num_classes: int):
+        self.k = num_classes
+        self.pixels = np.zeros(num_classes, np.int64)
+        self.components = np.zeros(num_classes)
+        self.appearances = np.zeros(num_classes)
+        self.classes, self.areas, self.heights = [], [], []
+
+    def update(self, masks: np.ndarray) -> None:
+        self.pixels += np.bincount(masks.ravel(), minlength=self.k)
+        self.classes.append(classes_per_image(masks, self.k))
+        for m in masks:
+            for c in np.unique(m):
+                self.components[c] += scipy.ndimage.label(m == c)[1]
+                self.appearances[c] += 1
+        area, height = person_extent(masks)
+        self.areas.append(area)
+        self.heights.append(height)
+
+    @property
+    def frequencies(self) -> np.ndarray:
+        return self.pixels / max(self.pixels.sum(), 1)
+
+    @property
+    def components_per_class(self) -> np.ndarray:
+        with np.errstate(invalid="ignore"):
+            return np.where(self.appearances > 0, self.components / np.maximum(self.appearances, 1), np.nan)
+
+    def per_image(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(classes per image, person area, person height), one value per mask."""
+        return np.concatenate(self.classes), np.concatenate(self.areas), np.concatenate(self.heights)

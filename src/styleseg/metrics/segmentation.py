@@ -26,3 +26,8 @@ def mean_iou(cm: np.ndarray) -> float:
 
 def pixel_accuracy(cm: np.ndarray) -> float:
     return float(np.diag(cm).sum() / max(cm.sum(), 1))
+
+
+def per_sample_miou(target: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """(N,) mIoU of each pair of (H, W) maps, over the classes present in either map of that pair."""
+    return np.array([mean_iou(confusion_matrix(t, p, num_classes)) for t, p in zip(target, pred)])

@@ -1,13 +1,23 @@
-"""The reference segmenter: a compact U-Net in plain torch, trained on real data, used to check that
-generated masks match their images and to measure how useful generated pairs are as training data.
+"""The reference segmenter: a residual U-Net with atrous context pooling (`segnet.py`), trained on
+real data to convergence, used to check that generated masks match their images and to measure how
+useful generated pairs are as training data.
+
+Training stops on validation: the labeled validation split is cut in two fixed halves by position,
+the *selection* half (even positions) decides when to stop and which weights to keep, and every
+reported score uses the other, *report* half, which no choice has seen. Augmentation is strong but
+keeps image and mask one picture: flips (left/right classes swapped), scale and translation
+(bilinear for images, nearest for masks, the same grid), and colour jitter on the image alone.
 
 Trained segmenters are cached under a fingerprint of (datasets, options), so evaluations reuse them.
+Everything that reads a dataset streams it in chunks: memory stays bounded whatever its size.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,97 +26,109 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
-from torch import nn
 
 from styleseg.data.store import PreparedDataset
 from styleseg.errors import CheckpointError, StylesegError
 from styleseg.metrics.segmentation import confusion_matrix, iou_per_class, mean_iou, pixel_accuracy
+from styleseg.metrics.segnet import ResUNet
+
+CHUNK = 256  # samples per read when streaming a dataset
 
 
 @dataclass
 class SegmenterConfig:
     num_classes: int
-    width: int = 16
+    width: int = 24
     """Channels of the first level; doubled at each of three down-sampling steps."""
-    epochs_equiv: int = 15
-    """Training length in passes over 800 images (a fixed budget whatever the dataset size)."""
+    max_steps: int = 3000
+    """Upper bound on optimiser steps; training usually stops earlier, on validation."""
+    eval_every: int = 100
+    """Score the selection half of validation every N steps."""
+    patience: int = 4
+    """Stop after this many scores without a new best (the best weights are kept)."""
     batch: int = 32
-    lr: float = 2e-3
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    augment: bool = True
+    """Flips, scale/translation and colour jitter (mask-consistent)."""
+    dtype: str = "auto"
+    """fp32 | bf16 | auto (bf16 on GPUs and on CPUs with bf16 instructions)."""
     seed: int = 0
 
 
-def _block(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, padding=1),
-        nn.BatchNorm2d(cout),
-        nn.ReLU(inplace=True),
-        nn.Conv2d(cout, cout, 3, padding=1),
-        nn.BatchNorm2d(cout),
-        nn.ReLU(inplace=True),
-    )
+def cpu_has_bf16() -> bool:
+    """AVX512-BF16 or AMX: the CPUs where bf16 convolutions are faster than fp32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-class UNet(nn.Module):
-    def __init__(self, num_classes: int, width: int = 32):
-        super().__init__()
-        w = [width, 2 * width, 4 * width, 8 * width]
-        self.enc = nn.ModuleList([_block(3, w[0]), _block(w[0], w[1]), _block(w[1], w[2]), _block(w[2], w[3])])
-        self.up = nn.ModuleList([nn.ConvTranspose2d(w[i + 1], w[i], 2, stride=2) for i in range(3)])
-        self.dec = nn.ModuleList([_block(2 * w[i], w[i]) for i in range(3)])
-        self.head = nn.Conv2d(w[0], num_classes, 1)
-
-    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
-        feats = []
-        for i, block in enumerate(self.enc):
-            x = block(x if i == 0 else F.max_pool2d(x, 2))
-            feats.append(x)
-        return feats
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 8*width) pooled bottleneck features: the in-domain embedding for Fréchet distances."""
-        return self.encode(x)[-1].mean(dim=(2, 3))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) in [-1, 1] -> (B, K, H, W) logits; H and W divisible by 8."""
-        feats = self.encode(x)
-        y = feats[-1]
-        for i in (2, 1, 0):
-            y = self.dec[i](torch.cat([self.up[i](y), feats[i]], dim=1))
-        return self.head(y)
+def autocast_for(dtype: str, device: torch.device):
+    use = dtype == "bf16" or (dtype == "auto" and (device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16())))
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use)
 
 
 def _to_input(images: torch.Tensor) -> torch.Tensor:
     return images.float() / 127.5 - 1
 
 
-def _jitter(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Mild colour jitter: brightness, contrast, saturation."""
+def _augment(x: torch.Tensor, masks: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random scale (0.8-1.25) and translation (10%), the same grid for image (bilinear) and mask
+    (nearest); then brightness, contrast and saturation on the image."""
     b = x.shape[0]
-    bright = (torch.rand(b, 1, 1, 1, generator=gen) - 0.5) * 0.2
-    contrast = 1 + (torch.rand(b, 1, 1, 1, generator=gen) - 0.5) * 0.3
-    sat = 1 + (torch.rand(b, 1, 1, 1, generator=gen) - 0.5) * 0.3
+    scale = torch.exp(torch.empty(b).uniform_(math.log(0.8), math.log(1.25), generator=gen))
+    shift = torch.empty(b, 2).uniform_(-0.1, 0.1, generator=gen)
+    theta = torch.zeros(b, 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1 / scale
+    theta[:, :, 2] = shift * 2
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    masks = F.grid_sample(masks[:, None].float(), grid, mode="nearest", padding_mode="border", align_corners=False)
+    bright = (torch.rand(b, 1, 1, 1, generator=gen) - 0.5) * 0.4
+    contrast = 1 + (torch.rand(b, 1, 1, 1, generator=gen) - 0.5) * 0.6
+    sat = 1 + (torch.rand(b, 1, 1, 1, generator=gen) - 0.5) * 0.6
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     x = (x - mean) * contrast + mean + bright
     luma = x.mean(dim=1, keepdim=True)
-    return torch.lerp(luma, x, sat)
+    return torch.lerp(luma, x, sat), masks[:, 0].round().long()
 
 
-def fingerprint(datasets: list[tuple[PreparedDataset, np.ndarray]], cfg: SegmenterConfig) -> str:
-    """Content hash of the training samples and the options: the same pixels, labels and classes give the
-    same fingerprint wherever and whenever the store was prepared."""
-    h = hashlib.sha256(json.dumps(asdict(cfg), sort_keys=True).encode())
+def fingerprint(datasets: list[tuple[PreparedDataset, np.ndarray]], cfg: SegmenterConfig, extra=None) -> str:
+    """Content hash of the training samples, the options and `extra` (e.g. the selection set): the same
+    pixels, labels and classes give the same fingerprint wherever the store was prepared. Hashed in
+    chunks, so memory stays bounded."""
+    h = hashlib.sha256(json.dumps([asdict(cfg), extra], sort_keys=True, default=str).encode())
     for ds, idx in datasets:
         idx = np.sort(np.asarray(idx, np.int64))
         h.update(json.dumps(ds.meta["classes"], sort_keys=True).encode())
-        h.update(np.ascontiguousarray(ds.images[idx]).tobytes())
-        h.update(np.ascontiguousarray(ds.masks[idx]).tobytes())
+        for start in range(0, len(idx), CHUNK):
+            part = idx[start : start + CHUNK]
+            h.update(np.ascontiguousarray(ds.images[part]).tobytes())
+            h.update(np.ascontiguousarray(ds.masks[part]).tobytes())
     return h.hexdigest()[:16]
 
 
+def validation_halves(ds: PreparedDataset, split: str = "val") -> tuple[np.ndarray, np.ndarray]:
+    """(selection, report) halves of a split's labeled samples: even and odd positions."""
+    idx = ds.indices(split, labeled_only=True)
+    return idx[0::2], idx[1::2]
+
+
 def train_segmenter(
-    datasets: list[tuple[PreparedDataset, np.ndarray]], cfg: SegmenterConfig, device: torch.device, log=print
-) -> UNet:
-    """Train on the union of (dataset, sample indices); every dataset must share resolution and classes."""
+    datasets: list[tuple[PreparedDataset, np.ndarray]],
+    cfg: SegmenterConfig,
+    device: torch.device,
+    select: tuple[PreparedDataset, np.ndarray] | None,
+    log=print,
+    weights: list[float] | None = None,
+    init: dict | None = None,
+) -> tuple[ResUNet, dict]:
+    """Train on the union of (dataset, sample indices), all of one resolution and class map; stop on
+    the mIoU of `select` (a dataset and indices), keeping the best weights. `weights` gives each
+    dataset's share of every batch (default: in proportion to its size); `init` a state dict to start
+    from (fine-tuning). Returns the model and its budget: steps run, best step, selection mIoU, seconds."""
     res = {ds.resolution for ds, _ in datasets}
     if len(res) != 1:
         raise StylesegError(f"segmenter training sets differ in resolution: {sorted(res)}")
@@ -117,25 +139,73 @@ def train_segmenter(
         raise StylesegError("segmenter training set is empty")
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    model = UNet(cfg.num_classes, cfg.width).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
-    steps = max(cfg.epochs_equiv * 800 // cfg.batch, 1)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=steps)
+    model = ResUNet(cfg.num_classes, cfg.width).to(device)
+    if init is not None:
+        model.load_state_dict(init)
+    if weights is not None:
+        if len(weights) != len(datasets) or min(weights) < 0 or sum(weights) <= 0:
+            raise StylesegError(f"segmenter batch shares {weights} do not fit {len(datasets)} training sets")
+        # each pool entry's probability: its dataset's share, spread evenly over that dataset's samples
+        share = np.asarray(weights, np.float64) / sum(weights)
+        sizes = np.array([len(idx) for _, idx in datasets], np.float64)
+        pool_p = (share / np.maximum(sizes, 1))[pool_ds]
+        pool_p /= pool_p.sum()
+    else:
+        pool_p = None
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    warmup = min(100, cfg.max_steps // 10)
+
+    def lr_at(step: int) -> float:  # linear warm-up, then cosine decay over max_steps
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(cfg.max_steps - warmup, 1)))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     rng = np.random.default_rng(cfg.seed)
+    autocast = autocast_for(cfg.dtype, device)
     start = time.perf_counter()
-    model.train()
-    for step in range(steps):
-        pick = rng.integers(0, len(pool_idx), cfg.batch)
+    best = {"miou": -1.0, "step": 0, "state": None}
+    stale, step = 0, 0
+    for step in range(1, cfg.max_steps + 1):
+        model.train()
+        pick = (
+            rng.choice(len(pool_idx), cfg.batch, p=pool_p)
+            if pool_p is not None
+            else rng.integers(0, len(pool_idx), cfg.batch)
+        )
         images, masks = _gather(datasets, pool_ds[pick], pool_idx[pick], rng.random(cfg.batch) < 0.5)
-        x = _jitter(_to_input(images), gen).to(device)
-        loss = F.cross_entropy(model(x), masks.long().to(device))
+        x, y = _to_input(images), masks.long()
+        if cfg.augment:
+            x, y = _augment(x, y, gen)
+        with autocast:
+            logits = model(x.to(device))
+        loss = F.cross_entropy(logits.float(), y.to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
-        if (step + 1) % max(steps // 5, 1) == 0:
-            log(f"  segmenter step {step + 1}/{steps}: loss {loss.item():.3f} ({time.perf_counter() - start:.0f} s)")
-    return model.eval()
+        if select is not None and (step % cfg.eval_every == 0 or step == cfg.max_steps):
+            miou = score_segmenter(model, select[0], select[1], device, cfg.dtype)["miou"]
+            if miou > best["miou"]:
+                best, stale = {"miou": miou, "step": step, "state": copy.deepcopy(model.state_dict())}, 0
+            else:
+                stale += 1
+            log(
+                f"  segmenter step {step}: loss {loss.item():.3f}, selection mIoU {miou:.3f} "
+                f"(best {best['miou']:.3f} at {best['step']}; {time.perf_counter() - start:.0f} s)"
+            )
+            if stale >= cfg.patience:
+                break
+    if best["state"] is not None:
+        model.load_state_dict(best["state"])
+    budget = {
+        "steps": step,
+        "best_step": best["step"] if select is not None else step,
+        "selection_miou": best["miou"] if select is not None else None,
+        "seconds": round(time.perf_counter() - start, 1),
+        "images_seen": step * cfg.batch,
+    }
+    return model.eval(), budget
 
 
 def _gather(datasets, which: np.ndarray, idx: np.ndarray, flips: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -154,51 +224,95 @@ def _gather(datasets, which: np.ndarray, idx: np.ndarray, flips: np.ndarray) -> 
 
 
 @torch.no_grad()
-def predict(model: UNet, images: torch.Tensor, device: torch.device, batch: int = 64) -> np.ndarray:
+def predict(model: ResUNet, images: torch.Tensor, device: torch.device, batch: int = 64, dtype="auto") -> np.ndarray:
     """(N, 3, H, W) uint8 -> (N, H, W) uint8 predicted class ids."""
-    out = [model(_to_input(images[i : i + batch]).to(device)).argmax(1).cpu() for i in range(0, len(images), batch)]
+    model.eval()
+    out = []
+    with autocast_for(dtype, device):
+        for i in range(0, len(images), batch):
+            out.append(model(_to_input(images[i : i + batch]).to(device)).float().argmax(1).cpu())
     return torch.cat(out).to(torch.uint8).numpy()
 
 
 @torch.no_grad()
-def embed(model: UNet, images: torch.Tensor, device: torch.device, batch: int = 64) -> np.ndarray:
-    feats = [model.features(_to_input(images[i : i + batch]).to(device)).cpu() for i in range(0, len(images), batch)]
+def embed(model: ResUNet, images: torch.Tensor, device: torch.device, batch: int = 64, dtype="auto") -> np.ndarray:
+    """(N, 3, H, W) uint8 -> (N, 8*width) float64 features."""
+    model.eval()
+    feats = []
+    with autocast_for(dtype, device):
+        for i in range(0, len(images), batch):
+            feats.append(model.features(_to_input(images[i : i + batch]).to(device)).float().cpu())
     return torch.cat(feats).double().numpy()
 
 
-def evaluate_segmenter(model: UNet, ds: PreparedDataset, split: str, device: torch.device) -> dict:
+def embed_store(model: ResUNet, ds: PreparedDataset, idx: np.ndarray, device: torch.device, dtype="auto") -> np.ndarray:
+    """Features of ds[idx], read in chunks."""
+    parts = [
+        embed(model, ds.load_batch(idx[s : s + CHUNK], masks=False)[0], device, dtype=dtype)
+        for s in range(0, len(idx), CHUNK)
+    ]
+    return np.concatenate(parts) if parts else np.zeros((0, model.head.in_channels * 8))
+
+
+def score_segmenter(
+    model: ResUNet, ds: PreparedDataset, idx: np.ndarray, device: torch.device, dtype="auto", target=None
+) -> dict:
+    """mIoU, pixel accuracy and per-class IoU of the model's predictions on ds[idx], against the stored
+    masks (or against `target`, another dataset whose masks share the indices), in chunks."""
+    if len(idx) == 0:
+        raise StylesegError(f"{ds.root}: nothing to score")
+    names = ds.class_map.classes
+    cm = np.zeros((len(names), len(names)), np.int64)
+    for s in range(0, len(idx), CHUNK):
+        part = idx[s : s + CHUNK]
+        images, masks = ds.load_batch(part)
+        cm += confusion_matrix(masks.numpy(), predict(model, images, device, dtype=dtype), len(names))
+    return scores_from_confusion(cm, names, len(idx))
+
+
+def evaluate_segmenter(
+    model: ResUNet, ds: PreparedDataset, split: str, device: torch.device, half: str = "report"
+) -> dict:
+    """Scores on a split: its report half for validation (the selection half chose the weights), the
+    whole split otherwise."""
     idx = ds.indices(split, labeled_only=True)
+    if split == "val" and half in {"report", "selection"}:
+        idx = validation_halves(ds, split)[1 if half == "report" else 0]
     if len(idx) == 0:
         raise StylesegError(f"{ds.root}: split '{split}' has no labeled samples")
-    images, masks = ds.load_batch(idx)
-    pred = predict(model, images, device)
-    return scores(masks.numpy(), pred, ds.class_map.classes)
+    return {**score_segmenter(model, ds, idx, device), "split": split if split != "val" else f"val ({half} half)"}
 
 
-def scores(target: np.ndarray, pred: np.ndarray, names) -> dict:
-    cm = confusion_matrix(target, pred, len(names))
+def scores_from_confusion(cm: np.ndarray, names, n: int) -> dict:
     ious = iou_per_class(cm)
     return {
         "miou": mean_iou(cm),
         "pixel_accuracy": pixel_accuracy(cm),
-        "iou": {n: (None if np.isnan(v) else float(v)) for n, v in zip(names, ious)},
-        "n": int(len(target)),
+        "iou": {name: (None if np.isnan(v) else float(v)) for name, v in zip(names, ious)},
+        "n": int(n),
     }
 
 
-def save_segmenter(model: UNet, cfg: SegmenterConfig, folder: Path, info: dict) -> None:
+def scores(target: np.ndarray, pred: np.ndarray, names) -> dict:
+    return scores_from_confusion(confusion_matrix(target, pred, len(names)), names, len(target))
+
+
+def save_segmenter(model: ResUNet, cfg: SegmenterConfig, folder: Path, info: dict) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, folder / "segmenter.safetensors")
     (folder / "segmenter.json").write_text(json.dumps({"config": asdict(cfg), **info}, indent=2) + "\n")
 
 
-def load_segmenter(folder: Path, device: torch.device) -> tuple[UNet, dict]:
+def load_segmenter(folder: Path, device: torch.device) -> tuple[ResUNet, dict]:
     meta_path = Path(folder) / "segmenter.json"
     if not meta_path.exists():
         raise CheckpointError(f"{meta_path}: missing; {folder} is not a trained segmenter")
     meta = json.loads(meta_path.read_text())
-    cfg = SegmenterConfig(**meta["config"])
-    model = UNet(cfg.num_classes, cfg.width)
+    try:
+        cfg = SegmenterConfig(**meta["config"])
+    except TypeError as exc:
+        raise CheckpointError(f"{meta_path}: written by another version of styleseg's segmenter ({exc})") from exc
+    model = ResUNet(cfg.num_classes, cfg.width)
     try:
         model.load_state_dict(load_file(Path(folder) / "segmenter.safetensors"))
     except (OSError, RuntimeError) as exc:
@@ -206,19 +320,34 @@ def load_segmenter(folder: Path, device: torch.device) -> tuple[UNet, dict]:
     return model.to(device).eval(), meta
 
 
-def cached_segmenter(cache: Path, datasets, cfg: SegmenterConfig, device: torch.device, log=print) -> tuple[UNet, Path]:
-    """Train once per fingerprint of (datasets, config); later calls load the cached weights."""
-    folder = Path(cache) / fingerprint(datasets, cfg)
+def cached_segmenter(
+    cache: Path,
+    datasets,
+    cfg: SegmenterConfig,
+    device: torch.device,
+    select=None,
+    log=print,
+    weights: list[float] | None = None,
+    init: tuple[dict, str] | None = None,
+) -> tuple[ResUNet, Path, dict]:
+    """Train once per fingerprint of (datasets, config, selection set, batch shares, starting point);
+    later calls load the cached weights. `init` is (state dict, the cache key it came from).
+    Returns the model, its folder and its training budget."""
+    extra = {
+        "select": None if select is None else [str(select[0].root.name), np.asarray(select[1]).tolist()],
+        "weights": weights,
+        "init": None if init is None else init[1],
+    }
+    folder = Path(cache) / fingerprint(datasets, cfg, extra)
     if (folder / "segmenter.json").exists():
-        model, _ = load_segmenter(folder, device)
+        model, meta = load_segmenter(folder, device)
         log(f"  reusing cached segmenter {folder}")
-        return model, folder
-    start = time.perf_counter()
-    model = train_segmenter(datasets, cfg, device, log)
+        return model, folder, meta.get("budget", {})
+    model, budget = train_segmenter(datasets, cfg, device, select, log, weights, None if init is None else init[0])
     info = {
         "datasets": [str(ds.root) for ds, _ in datasets],
         "train_samples": int(sum(len(i) for _, i in datasets)),
-        "seconds": round(time.perf_counter() - start, 1),
+        "budget": budget,
     }
     save_segmenter(model, cfg, folder, info)
-    return model, folder
+    return model, folder, budget

@@ -12,7 +12,7 @@ from styleseg.data.classes import ClassMap, Level
 from styleseg.errors import CheckpointError
 from styleseg.models.generator import Generator
 from styleseg.models.growth import GrowthState
-from styleseg.training.checkpoint import load_json, load_weights, resolve_checkpoint
+from styleseg.models.weights import load_json, load_weights, resolve_checkpoint
 
 
 @dataclass

@@ -15,13 +15,13 @@ import shutil
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from styleseg.errors import CheckpointError
+from styleseg.models.weights import list_checkpoints, load_json, load_weights, resolve_checkpoint
 
 WEIGHT_FILES = ("G", "D", "G_ema")
-PREFIX = "ckpt-"
+__all__ = ["list_checkpoints", "load_json", "load_state", "load_weights", "resolve_checkpoint", "save_checkpoint"]
 
 
 def _fsync(path: Path) -> None:
@@ -61,68 +61,6 @@ def save_checkpoint(
     for old in list_checkpoints(folder)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
-
-
-def list_checkpoints(folder: Path) -> list[Path]:
-    """Complete checkpoints in a folder, oldest first."""
-    if not folder.is_dir():
-        return []
-    return sorted(
-        p for p in folder.iterdir() if p.is_dir() and p.name.startswith(PREFIX) and (p / "meta.json").exists()
-    )
-
-
-def resolve_checkpoint(path: Path) -> Path:
-    """A checkpoint folder from: a checkpoint folder, a file in one, a run folder, or a folder of runs
-    (then the newest checkpoint of the newest run)."""
-    path = Path(path)
-    if path.is_file():
-        path = path.parent
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such checkpoint or run folder")
-    if (path / "meta.json").exists() and (path / "G_ema.safetensors").exists():
-        return path
-    found = list_checkpoints(path / "checkpoints")
-    if not found:
-        runs = sorted(p for p in path.iterdir() if p.is_dir() and list_checkpoints(p / "checkpoints"))
-        if runs:
-            found = list_checkpoints(runs[-1] / "checkpoints")
-    if not found:
-        raise CheckpointError(f"{path}: holds no checkpoint (expected G_ema.safetensors and meta.json)")
-    return found[-1]
-
-
-def load_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise CheckpointError(f"{path}: missing from checkpoint") from exc
-    except ValueError as exc:
-        raise CheckpointError(f"{path}: corrupt JSON ({exc})") from exc
-
-
-def load_weights(module: torch.nn.Module, path: Path) -> None:
-    """Load a safetensors file into a module, naming the file and the mismatch on failure."""
-    try:
-        tensors = load_file(path, device="cpu")
-    except FileNotFoundError as exc:
-        raise CheckpointError(f"{path}: missing from checkpoint") from exc
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: corrupt or not a safetensors file ({exc})") from exc
-    own = module.state_dict()
-    missing, unexpected = sorted(set(own) - set(tensors)), sorted(set(tensors) - set(own))
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{path}: does not match this model (missing {missing[:3]}{'...' if len(missing) > 3 else ''}, "
-            f"unexpected {unexpected[:3]}{'...' if len(unexpected) > 3 else ''})"
-        )
-    for key, value in tensors.items():
-        if own[key].shape != value.shape:
-            raise CheckpointError(
-                f"{path}: '{key}' has shape {tuple(value.shape)}, the model expects "
-                f"{tuple(own[key].shape)} (a checkpoint of another configuration?)"
-            )
-    module.load_state_dict(tensors)
 
 
 def load_state(path: Path) -> dict:

@@ -1,0 +1,1 @@
+"""Shipped models: registry.json, weights and model cards (see styleseg.models.zoo)."""
