@@ -58,7 +58,6 @@ def cmd_export(args) -> int:
     model = load_generator(Path(args.ckpt), resolve_device(args.device))
     card = json.loads(Path(args.card).read_text()) if args.card else None
     path = export_generator(model, Path(args.out), args.name, half=not args.fp32, card=card)
-    print(
-        f"exported {model.path} (kimg {model.kimg:.1f}) as '{args.name}': {path} ({path.stat().st_size / 2**20:.2f} MiB)"
-    )
+    size = path.stat().st_size / 2**20
+    print(f"exported {model.path} (kimg {model.kimg:.1f}) as '{args.name}': {path} ({size:.2f} MiB)")
     return 0
