@@ -12,6 +12,7 @@ import scipy.io
 from PIL import Image
 
 from styleseg.data.classes import CCP_LABELS
+from styleseg.data.synthetic import draw_lip_person
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -92,31 +93,6 @@ def save_label_png(mask: np.ndarray, path: Path, palette: bool = True) -> None:
         im = Image.frombytes("P", im.size, mask.tobytes())
         im.putpalette([v for i in range(256) for v in ((i * 37) % 256, (i * 91) % 256, (i * 53) % 256)])
     im.save(path)
-
-
-def draw_lip_person(h: int, w: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """A photo and LIP label map: hair, face, upper-clothes, the person's left arm (image right),
-    right arm (image left), pants, left/right legs."""
-    img = np.full((h, w, 3), 235, np.uint8)
-    mask = np.zeros((h, w), np.uint8)
-    cx = w // 2 + int(rng.integers(-2, 3))
-    # (label id, top, bottom, x0, x1) in fractions of h and offsets from the centre in fractions of w
-    parts = [
-        (2, 0.05, 0.15, -0.1, 0.1),
-        (13, 0.15, 0.25, -0.08, 0.08),
-        (5, 0.25, 0.55, -0.18, 0.18),
-        (15, 0.25, 0.5, -0.28, -0.18),
-        (14, 0.25, 0.5, 0.18, 0.28),
-        (9, 0.55, 0.8, -0.15, 0.15),
-        (17, 0.8, 0.95, -0.15, 0.0),
-        (16, 0.8, 0.95, 0.0, 0.15),
-    ]
-    for lid, top, bottom, a, b in parts:
-        y0, y1 = int(top * h), int(bottom * h)
-        x0, x1 = cx + int(a * w), cx + int(b * w)
-        mask[y0:y1, x0:x1] = lid
-        img[y0:y1, x0:x1] = (lid * 37 % 255, lid * 91 % 255, lid * 53 % 255)
-    return img, mask
 
 
 def make_parsing(root: Path, image_dir: str, mask_dir: str, n: int, size=(32, 24), seed: int = 0) -> Path:

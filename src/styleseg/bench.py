@@ -199,3 +199,46 @@ def run_bench(
             peak_rss_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             peak_cuda_mib=round(torch.cuda.max_memory_allocated(device) / 2**20, 1) if device.type == "cuda" else None,
         )
+
+
+# Published dense peaks of one H100 SXM (NVIDIA's datasheet, without sparsity), TFLOP/s.
+H100_PEAK_TFLOPS = {"bf16": 989.0, "tf32": 494.0}
+
+
+def count_step_flops(cfg: TrainConfig, device: torch.device, data: PreparedDataset | None = None) -> dict:
+    """FLOPs per image of one training step at the final stage, counted without timing: a step with
+    lazy R1 and one without, weighted by the R1 interval (R1 at its real share), and a G forward."""
+    with tempfile.TemporaryDirectory() as tmp:
+        data = data or synthetic_store(cfg, "ccp-12", Path(tmp), n=64)
+        trainer = Trainer(cfg, data, Path(tmp), device)
+        trainer.logger.enabled = False
+        batch = cfg.optim.at_stage(cfg.optim.batch, cfg.model.num_stages - 1)
+        with_r1 = count_flops(trainer.train_step) / batch  # step 0: R1 is due
+        without_r1 = count_flops(trainer.train_step) / batch
+        interval = max(cfg.optim.r1_interval, 1)
+        mean = (with_r1 + (interval - 1) * without_r1) / interval
+        st = trainer.growth()
+        z, noise = seed_latents(trainer.G_ema, list(range(batch)), st.stage, device)
+
+        def gen():
+            with torch.no_grad():
+                trainer.G_ema.synthesis(trainer.G_ema.styles(z), st.stage, 1.0, st.seg_level, noise)
+
+        gen_flops = count_flops(gen) / batch
+    return {
+        "train_gflop_per_image_r1_step": round(with_r1 / 1e9, 3),
+        "train_gflop_per_image_plain_step": round(without_r1 / 1e9, 3),
+        "train_gflop_per_image": round(mean / 1e9, 3),
+        "r1_interval": interval,
+        "g_forward_gflop_per_image": round(gen_flops / 1e9, 4),
+    }
+
+
+def h100_estimate(train_gflop_per_image: float, utilisation=(0.2, 0.4)) -> dict:
+    """Training images/s one H100 would reach at the given fractions of its bf16 and TF32 peaks:
+    images/s = utilisation x peak FLOP/s / FLOPs per image. An estimate, not a measurement."""
+    out = {}
+    for mode, tflops in H100_PEAK_TFLOPS.items():
+        for u in utilisation:
+            out[f"{mode}_{int(100 * u)}pct"] = round(u * tflops * 1e3 / train_gflop_per_image, 1)
+    return out

@@ -10,8 +10,9 @@ from styleseg.data.classes import LIP_LABELS, get_class_map
 from styleseg.data.prepare import prepare_dataset
 from styleseg.data.readers import hash_split, open_source
 from styleseg.data.store import PreparedDataset
+from styleseg.data.synthetic import draw_lip_person
 from styleseg.errors import DataError
-from tests.conftest import draw_lip_person, make_parsing, save_label_png
+from tests.conftest import make_parsing, save_label_png
 
 
 def test_viton_layout_reads_lip_labels_and_splits_by_name_hash(tiny_viton):

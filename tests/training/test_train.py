@@ -35,6 +35,7 @@ def test_two_step_smoke_run_writes_a_complete_run_folder(prepared_tiny, tmp_path
     steps = [r for r in records if "loss_D" in r]
     assert steps[-1]["step"] == 2 and steps[-1]["kimg"] == 0.016
     assert {"loss_G", "augment_p", "alpha", "resolution", "classes", "images_per_s"} <= set(steps[-1])
+    assert steps[-1]["data_wait_ms"] >= 0  # time the training thread waited for the reader
     assert list((run / "tb").iterdir()), "TensorBoard scalars written"
     assert list((run / "samples").glob("grid-*.png"))
     (ckpt,) = list_checkpoints(run / "checkpoints")

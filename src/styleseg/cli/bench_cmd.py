@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from styleseg.bench import final_stage_config, run_bench
+from styleseg.bench import count_step_flops, final_stage_config, h100_estimate, run_bench
 from styleseg.cli.common import add_device_arg
 from styleseg.config import build_config
 from styleseg.data.store import PreparedDataset
@@ -31,6 +31,11 @@ def register(sub) -> None:
     p.add_argument("--data", default=None, help="prepared dataset to load from (default: random pixels)")
     p.add_argument("--steps", type=int, default=10, help="timed training steps (default 10)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument(
+        "--flops-only",
+        action="store_true",
+        help="count FLOPs per image (R1 at its share of steps) and estimate one H100's images/s; no timing",
+    )
     p.add_argument("--json", default=None, help="also write the result here")
     p.set_defaults(func=cmd_bench)
 
@@ -44,6 +49,24 @@ def cmd_bench(args) -> int:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     data = PreparedDataset(Path(args.data)) if args.data else None
+    if args.flops_only:
+        flops = count_step_flops(cfg, device, data)
+        est = h100_estimate(flops["train_gflop_per_image"])
+        h, w = cfg.model.resolution
+        print(f"styleseg bench --flops-only: preset {cfg.preset} ({h}x{w}), batch {cfg.optim.batch[-1]}")
+        print(
+            f"  training step: {flops['train_gflop_per_image']} GFLOP/img on average over an R1 interval of "
+            f"{flops['r1_interval']} ({flops['train_gflop_per_image_r1_step']} with R1, "
+            f"{flops['train_gflop_per_image_plain_step']} without); G forward {flops['g_forward_gflop_per_image']}"
+        )
+        print(
+            "  one H100 SXM, estimated (utilisation x published dense peak / FLOPs per image): "
+            f"bf16 {est['bf16_20pct']}-{est['bf16_40pct']} img/s, TF32 {est['tf32_20pct']}-{est['tf32_40pct']} img/s "
+            "at 20-40 % of peak"
+        )
+        if args.json:
+            Path(args.json).write_text(json.dumps({**flops, "h100_estimate_images_per_s": est}, indent=2) + "\n")
+        return 0
     r = run_bench(cfg, device, data, steps=args.steps, compile_model=args.compile)
     h, w = cfg.model.resolution
     print(

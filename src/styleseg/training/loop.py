@@ -438,6 +438,7 @@ class Trainer:
             bar.update(self.images_seen - bar.n)
             if self.step % cfg.log_every == 0 or self.images_seen >= total:
                 elapsed = time.perf_counter() - t_start
+                wait, batches = self.feeder.take_wait()
                 st = self.growth()
                 h, w = cfg.model.stage_shape(st.stage)
                 record = {
@@ -452,6 +453,8 @@ class Trainer:
                     "augment_p": round(self.ada.p, 4),
                     "ada_rt": round(self.ada.last_rt, 4),
                     "images_per_s": round((self.images_seen - seen_start) / max(elapsed, 1e-9), 2),
+                    # training-thread time blocked on the data reader, per step since the last log line
+                    "data_wait_ms": round(1000 * wait / max(batches, 1), 3),
                     **{k: round(v, 5) for k, v in stats.items()},
                 }
                 self.logger.scalars(record, self.images_seen)
@@ -466,6 +469,7 @@ class Trainer:
             if self.stop_signal is not None:
                 bar.close()
                 path = self.save()
+                self.feeder.close()
                 dist.print0(f"stopped by signal {self.stop_signal} at kimg {self.kimg:.2f}; checkpoint: {path}")
                 return 128 + self.stop_signal
         bar.close()
@@ -473,6 +477,7 @@ class Trainer:
         path = self.save()
         rate = (self.images_seen - seen_start) / max(time.perf_counter() - t_start, 1e-9)
         dist.print0(f"done: {self.kimg:.1f} kimg, {rate:.1f} images/s this session; checkpoint: {path}")
+        self.feeder.close()
         self.logger.close()
         return 0
 
