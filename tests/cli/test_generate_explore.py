@@ -96,6 +96,27 @@ def test_filters_report_dropped(checkpoint, tmp_path, capsys):
     assert "relax --min-person-fraction" in capsys.readouterr().err
 
 
+def test_confidence_and_agreement_filters(checkpoint, prepared_tiny, tmp_path, capsys):
+    assert generate(checkpoint, tmp_path / "all", "--n", "12") == 0
+    records = [json.loads(line) for line in (tmp_path / "all" / "manifest.jsonl").read_text().splitlines()]
+    conf = sorted(r["confidence"] for r in records)
+    assert all(0 < c <= 1 for c in conf)
+    cut = conf[len(conf) // 2]  # the median: some samples fall below it
+    assert generate(checkpoint, tmp_path / "c", "--n", "3", "--min-confidence", str(cut)) == 0
+    kept = [json.loads(x) for x in (tmp_path / "c" / "manifest.jsonl").read_text().splitlines()]
+    assert all(r["confidence"] >= cut for r in kept if r["kept"]) and any(not r["kept"] for r in kept)
+    assert generate(checkpoint, tmp_path / "a", "--n", "2", "--min-agreement", "0.5") == 2
+    assert "--min-agreement needs --filter-segmenter" in capsys.readouterr().err
+    seg = tmp_path / "seg"
+    argv = ["segmenter", "train", "--data", str(prepared_tiny), "--out", str(seg), "--cache", str(tmp_path / "sc")]
+    assert main([*argv, "--max-steps", "10", "--device", "cpu"]) == 0
+    assert (
+        generate(checkpoint, tmp_path / "s", "--n", "3", "--filter-segmenter", str(seg), "--min-agreement", "0.0") == 0
+    )
+    kept = [json.loads(x) for x in (tmp_path / "s" / "manifest.jsonl").read_text().splitlines()]
+    assert all(0 <= r["agreement"] <= 1 for r in kept)
+
+
 def test_wrong_checkpoint_is_a_clear_error(tmp_path, capsys):
     assert generate(tmp_path, tmp_path / "g", "--n", "1") == 2
     assert "holds no checkpoint" in capsys.readouterr().err
