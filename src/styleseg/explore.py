@@ -149,3 +149,29 @@ def _stack(rows: list[np.ndarray]) -> np.ndarray:
     width = max(r.shape[1] for r in rows)
     padded = [np.pad(r, ((0, 2), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
     return np.concatenate(padded, axis=0)
+
+
+@torch.no_grad()
+def sample_grid(
+    model: LoadedGenerator,
+    seeds: list[int],
+    path: Path,
+    device: torch.device,
+    psi: float = 1.0,
+    cols: int = 4,
+    zoom: int = 2,
+) -> Path:
+    """image | coloured mask | overlay for each seed, `cols` triplets a row, with a legend."""
+    from styleseg.sampling import synthesize
+    from styleseg.viz import triplet
+
+    classes = level_class_map(model)
+    st = model.growth
+    out = synthesize(model.G, seeds, st.stage, st.alpha, st.seg_level, psi, device)
+    images, masks = to_uint8_images(out.img), to_class_ids(out.seg)
+    tiles = [triplet(images[i], masks[i], classes.palette) for i in range(len(seeds))]
+    picture = with_legend(upscale(grid(tiles, cols=cols), zoom), classes.classes, classes.palette)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_png(picture, path)
+    return path

@@ -21,7 +21,8 @@ def register(sub) -> None:
         help="prepare CCP, train the demo preset through every growth event, write samples",
         description="Finds CCP (--data, $STYLESEG_DATA, ../shared/datasets/clothing-co-parsing, the download "
         "cache, or downloads it), prepares it at 48x32, trains the 'demo' preset (resuming an interrupted "
-        "demo), then writes a sample grid, a style-mixing grid, an interpolation and 64 generated pairs.",
+        "demo), then writes a sample grid, a style-mixing grid, an interpolation and 64 generated pairs, "
+        "and a grid from the shipped model beside its own.",
     )
     p.add_argument("--data", default=None, help="CCP folder (default: see above)")
     p.add_argument("--out", default="runs/demo", help="demo folder (default runs/demo)")
@@ -54,6 +55,18 @@ def _run(argv: list[str]) -> None:
         raise StylesegError(f"step failed with exit code {rc}: styleseg {' '.join(argv)}")
 
 
+def shipped_model_grid(out: Path) -> Path | None:
+    """A grid from the first shipped model, beside the demo's own: minutes against hours of training."""
+    from styleseg.models.zoo import registry
+
+    packaged = [name for name, entry in sorted(registry().items()) if entry.file]
+    if not packaged:
+        return None
+    path = out / f"grid-{packaged[0]}.png"
+    _run(["grid", "--model", packaged[0], "--out", str(path)])
+    return path
+
+
 def cmd_demo(args) -> int:
     start = time.perf_counter()
     out = Path(args.out)
@@ -69,7 +82,11 @@ def cmd_demo(args) -> int:
     _run(["generate", "--ckpt", str(ckpt), "--n", str(args.n), "--out", str(out / "generated"), "--overlays"])
     _run(["mix", "--ckpt", str(ckpt), "--out", str(out / "explore")])
     _run(["interpolate", "--ckpt", str(ckpt), "--out", str(out / "explore"), "--seeds", "0,1,2,3", "--steps", "8"])
+    shipped = shipped_model_grid(out)
     minutes = (time.perf_counter() - start) / 60
     print(f"\ndemo finished in {minutes:.1f} min")
-    print(f"sample grid: {out / 'grid.png'}\ngenerated pairs: {out / 'generated'}\nexploration: {out / 'explore'}")
+    print(f"sample grid: {out / 'grid.png'} (what {minutes:.0f} minutes of training buy)")
+    if shipped:
+        print(f"shipped model's grid: {shipped} (what hours of training buy)")
+    print(f"generated pairs: {out / 'generated'}\nexploration: {out / 'explore'}")
     return 0

@@ -1,4 +1,4 @@
-"""`styleseg interpolate`, `styleseg mix`, `styleseg truncation`."""
+"""`styleseg interpolate`, `styleseg mix`, `styleseg grid`, `styleseg truncation`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 from styleseg.cli.common import add_device_arg, add_model_args, load_model_arg
 from styleseg.errors import StylesegError
-from styleseg.explore import interpolate, style_mix, truncation_sweep
+from styleseg.explore import interpolate, sample_grid, style_mix, truncation_sweep
 from styleseg.sampling import resolve_device
 
 
@@ -51,6 +51,19 @@ def register(sub) -> None:
     p.add_argument("--truncation", type=float, default=1.0, metavar="PSI")
     p.set_defaults(func=cmd_mix)
 
+    p = sub.add_parser(
+        "grid",
+        help="image | mask | overlay for fixed seeds, as one PNG",
+        description="Samples of a model from fixed seeds (seed k is the same sample everywhere), with a legend.",
+    )
+    add_model_args(p)
+    p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument("--seeds", default="0-15", help="seeds: a range A-B or comma-separated (default 0-15)")
+    p.add_argument("--cols", type=int, default=4, help="triplets per row (default 4)")
+    p.add_argument("--truncation", type=float, default=1.0, metavar="PSI")
+    add_device_arg(p)
+    p.set_defaults(func=cmd_grid)
+
     p = sub.add_parser("truncation", help="the same seeds across a range of truncation psi")
     _common(p)
     p.add_argument("--seeds", default="0,1,2,3")
@@ -91,6 +104,24 @@ def cmd_mix(args) -> int:
         args.truncation,
     )
     print(f"style mixing grid: {path}")
+    return 0
+
+
+def _seed_list(text: str) -> list[int]:
+    if "-" in text and "," not in text:
+        a, b = text.split("-", 1)
+        try:
+            return list(range(int(a), int(b) + 1))
+        except ValueError as exc:
+            raise StylesegError(f"expected a seed range like 0-15, got '{text}'") from exc
+    return _ints(text)
+
+
+def cmd_grid(args) -> int:
+    device = resolve_device(args.device)
+    model = load_model_arg(args, device)
+    path = sample_grid(model, _seed_list(args.seeds), Path(args.out), device, args.truncation, args.cols)
+    print(f"sample grid ({model.path}, kimg {model.kimg:.1f}): {path}")
     return 0
 
 
