@@ -23,6 +23,7 @@ from styleseg import __version__
 from styleseg.data.classes import ClassMap, get_class_map
 from styleseg.data.geometry import letterbox_image, letterbox_mask
 from styleseg.data.readers import SPLITS, SourceSample, open_source, read_image
+from styleseg.data.rows import RowWriter
 from styleseg.errors import DataError
 
 FORMAT_VERSION = 1
@@ -96,22 +97,11 @@ def mip_factors(resolution: tuple[int, int]) -> list[int]:
     return out
 
 
-def write_image_mips(folder: Path, resolution: tuple[int, int], chunk: int = 1024) -> list[int]:
-    """images-x2.npy, images-x4.npy, ...: area-averaged copies, so a low-resolution growth stage reads
-    only the pixels it trains on (1/3 more bytes on disk in all). Written in chunks: bounded memory."""
-    factors = mip_factors(resolution)
-    source = np.load(folder / "images.npy", mmap_mode="r")
-    n = len(source)
-    for f in factors:
-        h, w = resolution[0] // f, resolution[1] // f
-        out = np.lib.format.open_memmap(folder / f"images-x{f}.npy", "w+", np.uint8, (n, h, w, 3))
-        for start in range(0, n, chunk):
-            block = torch.from_numpy(np.array(source[start : start + chunk])).permute(0, 3, 1, 2).float()
-            small = torch.nn.functional.avg_pool2d(block, f).round().clamp(0, 255).to(torch.uint8)
-            out[start : start + chunk] = small.permute(0, 2, 3, 1).numpy()
-        out.flush()
-        del out
-    return factors
+def area_downsample(image: np.ndarray, factor: int) -> np.ndarray:
+    """(H, W, 3) uint8 -> (H/f, W/f, 3) uint8, the mean of each f x f block, rounded."""
+    h, w, c = image.shape
+    blocks = image.reshape(h // factor, factor, w // factor, factor, c).astype(np.float32)
+    return np.round(blocks.mean(axis=(1, 3))).astype(np.uint8)
 
 
 def _fsync_tree(folder: Path) -> None:
@@ -148,9 +138,15 @@ def prepare_dataset(
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     start = time.perf_counter()
+    factors = mip_factors((h, w))
+    writers: list[RowWriter] = []
     try:
-        images = np.lib.format.open_memmap(tmp / "images.npy", "w+", np.uint8, (n, h, w, 3))
-        masks = np.lib.format.open_memmap(tmp / "masks.npy", "w+", np.uint8, (n, h, w))
+        # Written row by row with plain file I/O: memory stays at one sample whatever n is (rows.py).
+        images = RowWriter(tmp / "images.npy", (n, h, w, 3))
+        masks = RowWriter(tmp / "masks.npy", (n, h, w))
+        mips = {f: RowWriter(tmp / f"images-x{f}.npy", (n, h // f, w // f, 3)) for f in factors}
+        writers = [images, masks, *mips.values()]
+        train_pixels = np.zeros(class_map.num_classes, np.int64)
         labeled = np.zeros(n, dtype=bool)
         split = np.array([SPLIT_CODES[s.split] for s in samples], dtype=np.uint8)
         workers = workers or len(os.sched_getaffinity(0))
@@ -167,29 +163,33 @@ def prepare_dataset(
             results = map(_process, samples)
         try:
             for i, (image, mask) in enumerate(results):
-                images[i] = image
+                images.write(i, image)
+                for f, writer in mips.items():
+                    writer.write(i, area_downsample(image, f))
                 if mask is not None:
-                    masks[i] = mask
+                    masks.write(i, mask)
                     labeled[i] = True
+                    if split[i] == SPLIT_CODES["train"]:
+                        train_pixels += np.bincount(mask.ravel(), minlength=class_map.num_classes)
                 if progress:
                     progress(i + 1, n)
         finally:
             if pool:
                 pool.shutdown(cancel_futures=True)
-        images.flush()
-        masks.flush()
-        del images, masks
+        for writer in writers:
+            writer.close()
         np.save(tmp / "labeled.npy", labeled)
         np.save(tmp / "split.npy", split)
         (tmp / "ids.json").write_text(json.dumps([s.id for s in samples]))
-        mips = write_image_mips(tmp, (h, w))
-        meta = _metadata(reader, class_map, resolution, np.load(tmp / "masks.npy", mmap_mode="r"), labeled, split)
-        meta.update(fit=fit, image_mips=mips, workers=workers)
+        meta = _metadata(reader, class_map, resolution, train_pixels, labeled, split)
+        meta.update(fit=fit, image_mips=factors, workers=workers)
         meta["prepare_seconds"] = round(time.perf_counter() - start, 1)
         (tmp / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
         _fsync_tree(tmp)
         _replace(tmp, out)
     except BaseException:
+        for writer in writers:
+            writer.abort()
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return meta
@@ -206,16 +206,11 @@ def _replace(tmp: Path, out: Path) -> None:
         tmp.rename(out)
 
 
-def _metadata(reader, class_map: ClassMap, resolution, masks, labeled, split) -> dict:
+def _metadata(reader, class_map: ClassMap, resolution, pixels: np.ndarray, labeled, split) -> dict:
     counts = {}
     for name, code in SPLIT_CODES.items():
         in_split = split == code
         counts[name] = {"labeled": int((in_split & labeled).sum()), "unlabeled": int((in_split & ~labeled).sum())}
-    train_labeled = np.flatnonzero((split == SPLIT_CODES["train"]) & labeled)
-    pixels = np.zeros(class_map.num_classes, dtype=np.int64)
-    for start in range(0, len(train_labeled), 256):
-        chunk = np.asarray(masks[train_labeled[start : start + 256]])
-        pixels += np.bincount(chunk.ravel(), minlength=class_map.num_classes)
     freq = pixels / max(pixels.sum(), 1)
     return {
         "format_version": FORMAT_VERSION,

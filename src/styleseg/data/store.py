@@ -1,4 +1,4 @@
-"""The prepared store, read through memory maps, and a resumable sampler over it."""
+"""The prepared store, read by rows (bounded memory, see rows.py), and a resumable sampler over it."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import torch
 
 from styleseg.data.classes import ClassMap
 from styleseg.data.prepare import FORMAT_VERSION, SPLIT_CODES
+from styleseg.data.rows import RowFile
 from styleseg.errors import DataError
 
 
@@ -29,8 +30,9 @@ class PreparedDataset:
         if self.meta.get("format_version") != FORMAT_VERSION:
             raise DataError(f"{meta_path}: format version {self.meta.get('format_version')}, expected {FORMAT_VERSION}")
         try:
-            self.images = np.load(self.root / "images.npy", mmap_mode="r")  # (N, H, W, 3) uint8
-            self.masks = np.load(self.root / "masks.npy", mmap_mode="r")  # (N, H, W) uint8
+            # Read by rows with positioned reads, not memory maps: memory stays at the batch (rows.py).
+            self.images = RowFile(self.root / "images.npy")  # (N, H, W, 3) uint8
+            self.masks = RowFile(self.root / "masks.npy")  # (N, H, W) uint8
             self.labeled = np.load(self.root / "labeled.npy")
             self.split = np.load(self.root / "split.npy")
         except (OSError, ValueError) as exc:
@@ -42,8 +44,8 @@ class PreparedDataset:
         self.image_mips = {1: self.images}
         for f in self.meta.get("image_mips", []):
             try:
-                self.image_mips[int(f)] = np.load(self.root / f"images-x{f}.npy", mmap_mode="r")
-            except (OSError, ValueError) as exc:
+                self.image_mips[int(f)] = RowFile(self.root / f"images-x{f}.npy")
+            except DataError as exc:
                 raise DataError(
                     f"{self.root / f'images-x{f}.npy'}: listed in dataset.json but unreadable ({exc})"
                 ) from exc
@@ -73,14 +75,8 @@ class PreparedDataset:
         """Images (B, 3, H/f, W/f) uint8, f = image_factor (a stored factor, see `mip_factor`), and
         full-resolution masks (B, H, W) uint8 (or None) for sample indices, optionally flipped: a
         flipped mask also swaps left and right classes."""
-        source = self.image_mips[image_factor]
-        order = np.argsort(idx)  # sorted reads are faster on a memory map
-        images = np.empty((len(idx), *source.shape[1:]), dtype=np.uint8)
-        images[order] = source[idx[order]]
-        mask_arr = None
-        if masks:
-            mask_arr = np.empty((len(idx), *self.masks.shape[1:]), dtype=np.uint8)
-            mask_arr[order] = self.masks[idx[order]]
+        images = self.image_mips[image_factor].read(idx)
+        mask_arr = self.masks.read(idx) if masks else None
         if flip is not None and flip.any():
             images[flip] = images[flip, :, ::-1]
             if mask_arr is not None:
