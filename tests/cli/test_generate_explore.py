@@ -131,7 +131,9 @@ def test_exploration_commands_write_valid_files(checkpoint, tmp_path):
     assert Image.open(out / "interpolate-w.png").size[0] > 0
     assert main(["mix", "--ckpt", str(checkpoint), "--out", str(out), "--cols", "0,1", "--rows", "5"]) == 0
     assert main(["truncation", "--ckpt", str(checkpoint), "--out", str(out), "--psi", "1,0.5,0"]) == 0
-    assert main(["grid", "--ckpt", str(checkpoint), "--out", str(out / "grid.png"), "--seeds", "0-5", "--cols", "3"]) == 0
+    assert (
+        main(["grid", "--ckpt", str(checkpoint), "--out", str(out / "grid.png"), "--seeds", "0-5", "--cols", "3"]) == 0
+    )
     assert Image.open(out / "grid.png").size[0] > 3 * 3 * 16
     for name in ("style-mix.png", "truncation.png"):
         assert Image.open(out / name).mode == "RGB"
