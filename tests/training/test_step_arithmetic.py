@@ -1,0 +1,86 @@
+"""One D step's lazy-R1 term and one EMA update recomputed by hand: changing the R1 weight
+(gamma / 2 x interval) or the EMA rate makes these fail."""
+
+import copy
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from styleseg.config import build_config
+from styleseg.data.store import PreparedDataset
+from styleseg.training.loop import Trainer
+
+TINY = str(Path(__file__).with_name("tiny.yaml"))
+
+
+def _trainer(prepared, tmp_path, *overrides):
+    cfg = build_config(TINY, ["augment.enabled=false", "optim.r1_gamma=3.0", "optim.r1_interval=4", *overrides])
+    trainer = Trainer(cfg, PreparedDataset(prepared), tmp_path, torch.device("cpu"))
+    trainer.logger.enabled = False
+    return trainer
+
+
+def _captured_d_step(trainer):
+    """Run one D step; return D's input batch, its call arguments and D's gradients at the optimiser step."""
+    seen, grads = {}, {}
+    D = trainer.D
+
+    def spy(img, seg, **kwargs):
+        seen.update(img=img, seg=seg, kwargs=kwargs)
+        return D(img, seg, **kwargs)
+
+    def capture():
+        grads.update({n: p.grad.detach().clone() for n, p in D.named_parameters() if p.grad is not None})
+
+    trainer.D_ddp = spy
+    trainer.opt_D.step = capture  # record the gradient; leave the weights as they were
+    st = trainer.growth()
+    trainer.apply_growth(st)
+    batch = trainer.cfg.optim.batch[0]
+    d_args = {"stage": st.stage, "alpha": st.alpha, "seg_level": None, "seg_alpha": 0.0, "mbstd_group": 4}
+    g_args = {"stage": st.stage, "alpha": st.alpha, "seg_level": None}
+    trainer.d_step(st, batch, d_args, g_args)
+    return seen, grads, batch
+
+
+def _by_hand(D, seen, batch, r1_weight):
+    real = seen["img"][:batch].detach().requires_grad_(True)
+    fake = seen["img"][batch:].detach()
+    real_logits, fake_logits = D(real, None, **seen["kwargs"]), D(fake, None, **seen["kwargs"])
+    loss = F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean()
+    if r1_weight:
+        (g,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
+        loss = loss + r1_weight * g.square().flatten(1).sum(1).mean()
+    D.zero_grad(set_to_none=True)
+    loss.backward()
+    return {n: p.grad for n, p in D.named_parameters() if p.grad is not None}
+
+
+def test_lazy_r1_weight_is_gamma_over_two_times_interval(prepared_tiny, tmp_path):
+    trainer = _trainer(prepared_tiny, tmp_path)
+    assert trainer.step == 0  # step 0 is an R1 step (every 4th)
+    seen, grads, batch = _captured_d_step(trainer)
+    expected = _by_hand(trainer.D, seen, batch, r1_weight=3.0 / 2 * 4)
+    wrong = _by_hand(trainer.D, seen, batch, r1_weight=3.0 / 2)
+    assert grads.keys() == expected.keys()
+    for name in grads:
+        torch.testing.assert_close(grads[name], expected[name], rtol=1e-4, atol=1e-6)
+    assert any(not torch.allclose(grads[n], wrong[n], rtol=1e-3, atol=1e-5) for n in grads)
+    trainer.step = 1  # not an R1 step: the plain logistic loss only
+    seen, grads, batch = _captured_d_step(trainer)
+    plain = _by_hand(trainer.D, seen, batch, r1_weight=0)
+    for name in grads:
+        torch.testing.assert_close(grads[name], plain[name], rtol=1e-4, atol=1e-6)
+
+
+def test_one_ema_update_by_hand(prepared_tiny, tmp_path):
+    trainer = _trainer(prepared_tiny, tmp_path, "optim.ema_rampup=null", "optim.ema_kimg=0.05")
+    before = copy.deepcopy(trainer.G_ema.state_dict())
+    trainer.train_step()
+    batch = trainer.cfg.optim.batch[0]
+    beta = 0.5 ** (batch / 50)  # half-life 0.05 kimg = 50 images
+    after_G = trainer.G.state_dict()
+    for name, value in trainer.G_ema.state_dict().items():
+        if name in dict(trainer.G_ema.named_parameters()):
+            torch.testing.assert_close(value, before[name] + (after_G[name] - before[name]) * (1 - beta))
