@@ -11,18 +11,6 @@ import torch
 from styleseg.models.generator import Generator, GeneratorOutput
 
 
-def resolve_device(name: str) -> torch.device:
-    """'auto' picks CUDA when present, else the CPU: the one device choice of every command."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        from styleseg.errors import StylesegError
-
-        raise StylesegError(f"--device {name}: CUDA is not available on this machine")
-    return device
-
-
 def seed_latents(
     G: Generator, seeds: Sequence[int], stage: int, device: torch.device
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:

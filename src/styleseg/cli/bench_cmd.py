@@ -12,7 +12,7 @@ from styleseg.bench import count_step_flops, final_stage_config, h100_estimate, 
 from styleseg.cli.common import add_device_arg
 from styleseg.config import build_config
 from styleseg.data.store import PreparedDataset
-from styleseg.sampling import resolve_device
+from styleseg.device import resolve_device
 
 
 def register(sub) -> None:

@@ -8,6 +8,7 @@ import numpy as np
 
 from styleseg.cli.common import add_data_arg, add_device_arg, add_model_args, load_model_arg, resolve_data
 from styleseg.data.store import PreparedDataset
+from styleseg.device import resolve_device
 from styleseg.errors import StylesegError
 from styleseg.evaluate import EvalOptions, evaluate, summary_table
 from styleseg.metrics.segmenter import (
@@ -18,7 +19,6 @@ from styleseg.metrics.segmenter import (
     save_segmenter,
     validation_halves,
 )
-from styleseg.sampling import resolve_device
 
 DEFAULT_CACHE = Path.home() / ".cache" / "styleseg" / "segmenters"
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from styleseg.cli.common import add_device_arg, add_model_args, load_model_arg
+from styleseg.device import resolve_device
 from styleseg.errors import StylesegError
 from styleseg.explore import interpolate, sample_grid, style_mix, truncation_sweep
-from styleseg.sampling import resolve_device
 
 
 def _ints(text: str) -> list[int]:

@@ -9,10 +9,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from styleseg.cli.common import add_device_arg, add_model_args, load_model_arg
+from styleseg.device import resolve_device
 from styleseg.errors import StylesegError
 from styleseg.generate import GenerateOptions, generate_dataset
 from styleseg.metrics.segmenter import load_segmenter
-from styleseg.sampling import resolve_device
 
 
 def register(sub) -> None:

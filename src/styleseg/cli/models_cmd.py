@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 from styleseg.cli.common import add_device_arg
+from styleseg.device import resolve_device
 from styleseg.models.load import load_generator
 from styleseg.models.zoo import export_generator, load_exported, model_path, models_cache, registry
-from styleseg.sampling import resolve_device
 
 
 def register(sub) -> None:

@@ -14,10 +14,11 @@ from styleseg.config import apply_overrides, build_config, config_from_json, pre
 from styleseg.data.prepare import prepare_dataset, resolve_class_map
 from styleseg.data.readers import open_source
 from styleseg.data.store import PreparedDataset
+from styleseg.device import resolve_device
+from styleseg.jsonio import write_json
 from styleseg.models.weights import load_json, resolve_checkpoint
-from styleseg.sampling import resolve_device
 from styleseg.training import distributed as dist
-from styleseg.training.loop import Trainer, describe_schedule, write_json
+from styleseg.training.loop import Trainer, describe_schedule
 from styleseg.training.run_dir import latest_run_dir, new_run_dir, provenance
 
 

@@ -5,7 +5,6 @@ a resumed run reproduces an uninterrupted one exactly on the same machine."""
 from __future__ import annotations
 
 import copy
-import json
 import math
 import signal
 import time
@@ -13,7 +12,6 @@ from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
@@ -497,15 +495,3 @@ def describe_schedule(cfg: TrainConfig, levels) -> str:
     ]
     lines.append("per stage: " + "; ".join(stages))
     return "\n".join(lines)
-
-
-def json_default(o):
-    if isinstance(o, Path):
-        return str(o)
-    if isinstance(o, np.generic):
-        return o.item()
-    raise TypeError(type(o))
-
-
-def write_json(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(data, indent=2, default=json_default) + "\n")
