@@ -39,13 +39,25 @@ def test_failed_write_leaves_previous_checkpoint(tmp_path, monkeypatch):
     G = Generator(tiny_model_config(), SIZES)
     _save(tmp_path, "ckpt-000000001", G)
 
-    def disk_full(*args, **kwargs):
+    def zip_writer_full(*args, **kwargs):  # what torch.save raises on a full disk
+        raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 4096 vs 3988\nmore")
+
+    monkeypatch.setattr(torch, "save", zip_writer_full)
+    with pytest.raises(CheckpointError) as info:
+        _save(tmp_path, "ckpt-000000002", G)
+    message = str(info.value)
+    assert "ckpt-000000002.partial/state.pt: could not write the checkpoint (RuntimeError: " in message
+    assert "MiB are free" in message and "ckpt-000000001 is intact" in message and "\n" not in message
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["ckpt-000000001"]
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt-000000001"]
+    monkeypatch.undo()
+
+    def no_space(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(torch, "save", disk_full)
-    with pytest.raises(OSError, match="No space"):
-        _save(tmp_path, "ckpt-000000002", G)
-    assert [p.name for p in list_checkpoints(tmp_path)] == ["ckpt-000000001"]
+    monkeypatch.setattr("styleseg.training.checkpoint.save_file", no_space)
+    with pytest.raises(CheckpointError, match=r"G\.safetensors: could not write the checkpoint \(OSError"):
+        _save(tmp_path, "ckpt-000000003", G)
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt-000000001"]
 
 

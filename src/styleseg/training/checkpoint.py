@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import save_file
 
 from styleseg.errors import CheckpointError
@@ -32,6 +33,17 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+def _tensor_bytes(obj) -> int:
+    """Bytes of the tensors inside nested dicts and lists (the resume state's optimiser moments)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(_tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in obj)
+    return 0
+
+
 def save_checkpoint(
     folder: Path, name: str, modules: dict[str, torch.nn.Module], state: dict, config: dict, meta: dict, keep: int
 ) -> Path:
@@ -42,19 +54,39 @@ def save_checkpoint(
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
+    weights = {
+        key: {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
+        for key, module in modules.items()
+    }
+    needed = sum(t.numel() * t.element_size() for tensors in weights.values() for t in tensors.values())
+    needed += _tensor_bytes(state)
+    writing = tmp
     try:
-        for key, module in modules.items():
-            tensors = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
-            save_file(tensors, tmp / f"{key}.safetensors", metadata={"format": "pt"})
-        torch.save(state, tmp / "state.pt")
-        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+        for key, tensors in weights.items():
+            writing = tmp / f"{key}.safetensors"
+            save_file(tensors, writing, metadata={"format": "pt"})
+        writing = tmp / "state.pt"
+        torch.save(state, writing)
+        for name, data in (("config.json", config), ("meta.json", meta)):
+            writing = tmp / name
+            writing.write_text(json.dumps(data, indent=2) + "\n")
         for path in tmp.iterdir():
             _fsync(path)
         if final.exists():  # re-writing the same kimg (e.g. a signal right after a scheduled save)
             shutil.rmtree(final)
         tmp.rename(final)
         _fsync(folder)
+    except (OSError, RuntimeError, SafetensorError) as exc:
+        # torch's zip writer reports a full disk as a RuntimeError ("unexpected pos ..."), safetensors
+        # and plain writes as OSError: one clear line either way; the previous checkpoint is untouched.
+        shutil.rmtree(tmp, ignore_errors=True)
+        free = shutil.disk_usage(folder).free
+        previous = list_checkpoints(folder)
+        kept = f"the previous checkpoint {previous[-1]} is intact" if previous else "no earlier checkpoint exists"
+        raise CheckpointError(
+            f"{writing}: could not write the checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); "
+            f"it needs about {needed / 2**20:.1f} MiB and {free / 2**20:.1f} MiB are free on that disk; {kept}"
+        ) from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
