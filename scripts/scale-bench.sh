@@ -16,14 +16,13 @@ measure() {  # measure NAME CMD...: run, keep its output, print wall time and pe
        "peak RSS $(( $(grep 'Maximum resident' "$WORK/$name.log" | awk '{print $NF}') / 1024 )) MiB"
 }
 [ -d "$WORK/src/image" ] || measure synthetic "$BIN/styleseg" data synthetic --out "$WORK/src" --n "$N" --size 64x48
-rm -rf "$WORK/prepared"
-measure prepare "$BIN/styleseg" prepare --data "$WORK/src" --out "$WORK/prepared" --resolution 64x48
-echo "on disk: $(du -sb "$WORK/prepared" | awk '{print $1}') bytes, $(( $(du -sb "$WORK/prepared" | awk '{print $1}') / N )) bytes/sample"
+[ "${SKIP_PREPARE:-0}" = 1 ] || { rm -rf "$WORK/prepared"; measure prepare "$BIN/styleseg" prepare --data "$WORK/src" --out "$WORK/prepared" --resolution 64x48
+echo "on disk: $(du -sb "$WORK/prepared" | awk '{print $1}') bytes, $(( $(du -sb "$WORK/prepared" | awk '{print $1}') / N )) bytes/sample"; }
 rm -rf "$WORK/runs"
 measure train "$BIN/styleseg" train --data "$WORK/prepared" --out "$WORK/runs" --preset viton64 --no-progress \
   --set schedule.stable_kimg=0 --set schedule.fade_kimg=0 --set schedule.seg_start_kimg=0 \
-  --set schedule.seg_fade_kimg=0 --set "schedule.class_split_kimg=[]" --set schedule.total_kimg=6.4 \
-  --set log_every=20 --set snapshot_kimg=100 --set checkpoint_kimg=100
+  --set schedule.seg_fade_kimg=0 --set "schedule.class_split_kimg=[]" --set schedule.total_kimg=1.92 \
+  --set log_every=10 --set snapshot_kimg=100 --set checkpoint_kimg=100
 python3 - "$WORK" <<'PY'
 import json, pathlib, sys
 run = next(pathlib.Path(sys.argv[1], "runs").iterdir())

@@ -57,8 +57,11 @@ class BenchResult:
     peak_gflops: dict
     train_gflops: float
     generate_gflops: float
-    train_roofline: float
-    generate_roofline: float
+    train_roofline: float | None
+    generate_roofline: float | None
+    peak_used: str
+    seconds_per_kimg: float
+    timed_steps: int
     compile_seconds: float
     peak_rss_mib: float
     peak_cuda_mib: float | None
@@ -79,6 +82,13 @@ def _time(fn, device, repeats: int) -> float:
     return (time.perf_counter() - start) / repeats
 
 
+def roofline(achieved_gflops: float, peak_gflops: float) -> float | None:
+    """achieved / peak, or None when above 1: then the probe underestimated the device's peak (e.g.
+    convolutions reaching a faster unit than the matrix-product probe), and a ratio would mislead."""
+    ratio = achieved_gflops / peak_gflops
+    return round(ratio, 4) if ratio <= 1 else None
+
+
 def measure_peak(device: torch.device) -> dict:
     """GFLOP/s of a large fp32 and bf16 matrix product and of a 3x3 convolution on this device."""
     peaks = {}
@@ -91,6 +101,12 @@ def measure_peak(device: torch.device) -> dict:
             a, b = a[:n, :n].contiguous(), b[:n, :n].contiguous()
         seconds = _time(lambda a=a, b=b: a @ b, device, 3)
         peaks[name] = 2 * n**3 / seconds / 1e9
+    if device.type == "cuda":  # TF32 tensor cores, the fp32 math training uses when allowed
+        before = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = True
+        a, b = torch.randn(big, big, device=device), torch.randn(big, big, device=device)
+        peaks["matmul_tf32"] = 2 * big**3 / _time(lambda: a @ b, device, 3) / 1e9
+        torch.backends.cuda.matmul.allow_tf32 = before
     x = torch.randn(32, 128, 48, 32, device=device)
     w = torch.randn(128, 128, 3, 3, device=device)
     seconds = _time(lambda: F.conv2d(x, w, padding=1), device, 3)
@@ -157,8 +173,20 @@ def run_bench(
         _sync(device)
         if compile_model:
             compile_seconds = time.perf_counter() - start
-        step_seconds = _time(trainer.train_step, device, steps)
-        train_flops = count_flops(trainer.train_step) / batch
+        # Time whole R1 intervals from an interval's start, so lazy R1 counts at its real share.
+        interval = max(cfg.optim.r1_interval, 1)
+        steps = max(interval, -(-steps // interval) * interval)
+        while trainer.step % interval:
+            trainer.train_step()
+        _sync(device)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            trainer.train_step()
+        _sync(device)
+        step_seconds = (time.perf_counter() - t0) / steps
+        flops_r1 = count_flops(trainer.train_step) / batch  # trainer.step is again an interval's start
+        flops_plain = count_flops(trainer.train_step) / batch
+        train_flops = (flops_r1 + (interval - 1) * flops_plain) / interval
 
         st = trainer.growth()
         G = trainer.G_ema
@@ -177,7 +205,10 @@ def run_bench(
             lambda: data.load_batch(rng.choice(sampler_idx, batch), rng.random(batch) < 0.5), torch.device("cpu"), 50
         )
         peaks = measure_peak(device)
-        peak = peaks["matmul_bf16" if cfg.dtype == "bf16" else "matmul_fp32"]
+        # The peak in the math mode training used: bf16, TF32 where CUDA allows it, else fp32.
+        tf32 = device.type == "cuda" and torch.backends.cuda.matmul.allow_tf32
+        peak_used = "matmul_bf16" if cfg.dtype == "bf16" else ("matmul_tf32" if tf32 else "matmul_fp32")
+        peak = peaks[peak_used]
         train_ips, gen_ips = batch / step_seconds, batch / gen_seconds
         return BenchResult(
             preset=cfg.preset,
@@ -193,8 +224,11 @@ def run_bench(
             peak_gflops=peaks,
             train_gflops=round(train_flops * train_ips / 1e9, 2),
             generate_gflops=round(gen_flops * gen_ips / 1e9, 2),
-            train_roofline=round(train_flops * train_ips / 1e9 / peak, 4),
-            generate_roofline=round(gen_flops * gen_ips / 1e9 / peak, 4),
+            train_roofline=roofline(train_flops * train_ips / 1e9, peak),
+            generate_roofline=roofline(gen_flops * gen_ips / 1e9, peak),
+            peak_used=peak_used,
+            seconds_per_kimg=round(1000 / train_ips, 1),
+            timed_steps=steps,
             compile_seconds=round(compile_seconds, 1),
             peak_rss_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             peak_cuda_mib=round(torch.cuda.max_memory_allocated(device) / 2**20, 1) if device.type == "cuda" else None,

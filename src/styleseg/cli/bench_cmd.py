@@ -29,7 +29,9 @@ def register(sub) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile G and D (compile time is reported)")
     p.add_argument("--batch", type=int, default=None, help="batch size (default: the preset's final-stage batch)")
     p.add_argument("--data", default=None, help="prepared dataset to load from (default: random pixels)")
-    p.add_argument("--steps", type=int, default=10, help="timed training steps (default 10)")
+    p.add_argument(
+        "--steps", type=int, default=16, help="timed training steps, rounded up to whole R1 intervals (default 16)"
+    )
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument(
         "--flops-only",
@@ -71,22 +73,29 @@ def cmd_bench(args) -> int:
     h, w = cfg.model.resolution
     print(
         f"styleseg bench: preset {r.preset} ({h}x{w}), {r.device}, {r.dtype}, batch {r.batch}, "
-        f"compile {r.compile}, torch {torch.__version__}, {torch.get_num_threads()} threads"
+        f"compile {r.compile}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
+        f"{r.timed_steps} timed steps (whole R1 intervals)"
     )
+
+    def share(ratio):
+        return f"{100 * ratio:.1f}% of {r.peak_used}" if ratio is not None else "above the probe's peak: no ratio"
+
     rows = [
         (
             "training",
             f"{r.train_images_per_s} img/s",
+            f"{r.seconds_per_kimg} s/kimg",
             f"{r.train_step_gflop_per_image} GFLOP/img",
             f"{r.train_gflops} GFLOP/s",
-            f"{100 * r.train_roofline:.1f}% of peak",
+            share(r.train_roofline),
         ),
         (
             "generation",
             f"{r.generate_pairs_per_s} pairs/s",
+            "",
             f"{r.g_forward_gflop_per_image} GFLOP/img",
             f"{r.generate_gflops} GFLOP/s",
-            f"{100 * r.generate_roofline:.1f}% of peak",
+            share(r.generate_roofline),
         ),
         ("data loading", f"{r.data_samples_per_s} samples/s", "", "", ""),
     ]
