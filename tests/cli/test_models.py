@@ -108,3 +108,28 @@ def test_fp32_export_is_exact(checkpoint, tmp_path):  # noqa: F811
     again = load_exported(path, torch.device("cpu")).G.state_dict()
     for key, value in full.G.state_dict().items():
         assert torch.equal(again[key], value), key
+
+
+def test_every_shipped_model_loads_and_generates_offline(tmp_path, monkeypatch):
+    """The models inside the package: listed, at most 10 MiB each, loadable, and `generate --model`
+    writes pairs of the model's classes with no network (a packaged file needs none)."""
+    from styleseg.models.zoo import model_path
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))
+    packaged = {name: e for name, e in registry().items() if e.file}
+    if not packaged:
+        pytest.skip("no model is shipped in this version")
+    for name, entry in packaged.items():
+        path = model_path(name)
+        assert path.stat().st_size <= 10 * 2**20, name
+        model = load_exported(path, torch.device("cpu"))
+        assert model.level is not None and model.level.num_classes == model.class_map.num_classes
+        if entry.card:
+            from importlib import resources
+
+            assert resources.files("styleseg.zoo").joinpath(entry.card).is_file()
+        out = tmp_path / name
+        assert main(["generate", "--model", name, "--n", "8", "--out", str(out), "--device", "cpu"]) == 0
+        classes = json.loads((out / "classes.json").read_text())
+        assert [c["name"] for c in classes["classes"]] == list(model.class_map.classes)
+        assert len(list((out / "masks").iterdir())) == 8
