@@ -209,7 +209,8 @@ class TrainConfig:
     device: str = "auto"
     """auto | cpu | cuda | cuda:N."""
     dtype: str = "fp32"
-    """fp32 or bf16 (autocast)."""
+    """fp32, bf16 (autocast), or auto: measure both on the device at start and keep the faster
+    (training/precision.py); the choice is written into the run's config."""
     channels_last: bool = False
     """Use channels_last memory format."""
     threads: int | None = None
@@ -231,8 +232,8 @@ class TrainConfig:
     """Generated samples for those in-training metrics."""
 
     def __post_init__(self) -> None:
-        if self.dtype not in {"fp32", "bf16"}:
-            raise ConfigError(f"dtype must be fp32 or bf16, not '{self.dtype}'")
+        if self.dtype not in {"fp32", "bf16", "auto"}:
+            raise ConfigError(f"dtype must be fp32, bf16 or auto, not '{self.dtype}'")
         if self.keep_checkpoints < 1:
             raise ConfigError("keep_checkpoints must be at least 1")
 

@@ -139,3 +139,14 @@ def test_invalid_learning_rate_is_refused(prepared_tiny, tmp_path, capsys):
     assert "optim.lr must be positive and finite" in capsys.readouterr().err
     assert main(train_args(prepared_tiny, tmp_path / "runs", "--set", "optim.d_lr_mul=0")) == 2
     assert "optim.d_lr_mul must be positive and finite" in capsys.readouterr().err
+
+
+def test_dtype_auto_measures_chooses_and_records(prepared_tiny, tmp_path):
+    rc = main(train_args(prepared_tiny, tmp_path / "runs", "--set", "schedule.total_kimg=0.016", "--set", "dtype=auto"))
+    assert rc == 0
+    (run,) = (tmp_path / "runs").iterdir()
+    chosen = json.loads((run / "config.json").read_text())["dtype"]
+    probe = json.loads((run / "run.json").read_text())["dtype_probe"]
+    assert chosen == probe["chosen"] in {"fp32", "bf16"}
+    faster = "bf16" if probe["fp32_seconds"] / probe["bf16_seconds"] >= 1.1 else "fp32"
+    assert chosen == faster

@@ -13,6 +13,7 @@ from styleseg.cli.common import add_device_arg
 from styleseg.config import build_config
 from styleseg.data.store import PreparedDataset
 from styleseg.device import resolve_device
+from styleseg.training.precision import choose_dtype
 
 
 def register(sub) -> None:
@@ -25,7 +26,9 @@ def register(sub) -> None:
     )
     p.add_argument("--preset", default="demo", help="preset name or YAML (default demo)")
     add_device_arg(p)
-    p.add_argument("--dtype", choices=["fp32", "bf16"], default=None, help="default: the preset's")
+    p.add_argument(
+        "--dtype", choices=["fp32", "bf16", "auto"], default=None, help="default: the preset's; auto measures both"
+    )
     p.add_argument("--compile", action="store_true", help="torch.compile G and D (compile time is reported)")
     p.add_argument("--batch", type=int, default=None, help="batch size (default: the preset's final-stage batch)")
     p.add_argument("--data", default=None, help="prepared dataset to load from (default: random pixels)")
@@ -50,6 +53,10 @@ def cmd_bench(args) -> int:
     device = resolve_device(args.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    if cfg.dtype == "auto":
+        cfg.dtype, probe = choose_dtype(device, cfg.channels_last)
+        fp32, bf16 = probe["fp32_seconds"], probe["bf16_seconds"]
+        print(f"dtype auto: {cfg.dtype} (3x3 conv fwd+bwd: fp32 {fp32} s, bf16 {bf16} s)")
     data = PreparedDataset(Path(args.data)) if args.data else None
     if args.flops_only:
         flops = count_step_flops(cfg, device, data)

@@ -19,6 +19,7 @@ from styleseg.jsonio import write_json
 from styleseg.models.weights import load_json, resolve_checkpoint
 from styleseg.training import distributed as dist
 from styleseg.training.loop import Trainer, describe_schedule
+from styleseg.training.precision import choose_dtype
 from styleseg.training.run_dir import latest_run_dir, new_run_dir, provenance
 
 
@@ -111,6 +112,13 @@ def cmd_train(args) -> int:
         device = torch.device("cuda", dist.local_rank())
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    precision = None
+    if cfg.dtype == "auto":
+        cfg.dtype, precision = choose_dtype(device, cfg.channels_last)
+        dist.print0(
+            f"dtype auto: {cfg.dtype} (3x3 conv fwd+bwd: fp32 {precision['fp32_seconds']} s, "
+            f"bf16 {precision['bf16_seconds']} s)"
+        )
     try:
         data = _prepared(data_path, out, cfg)
         if resume_ckpt is not None:
@@ -129,6 +137,8 @@ def cmd_train(args) -> int:
             write_json(run / "config.json", to_dict(cfg))
             info = provenance(device, dist.world_size())
             info.update(data=str(data.root), resumed_from=str(resume_ckpt) if resume_ckpt else None)
+            if precision:
+                info["dtype_probe"] = precision
             write_json(run / ("run.json" if resume_ckpt is None else f"resume-{trainer.images_seen:09d}.json"), info)
             print(f"run folder: {run}")
             print(describe_schedule(cfg, trainer.levels))
