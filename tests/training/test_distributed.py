@@ -128,3 +128,23 @@ def test_resume_two_process_checkpoint_in_one_process(prepared_tiny, tmp_path):
     assert "resumed from" in proc.stdout
     _, ckpt = final(tmp_path / "r")
     assert ckpt.name == "ckpt-000000096"
+
+
+def test_ddp_matches_one_process_through_segmentation_and_class_splits(prepared_tiny, tmp_path):
+    """Through segmentation start (0.096 kimg) and both class splits (0.16, 0.224): mask channels, D's
+    mask input, the split events and augmentation of masks under DDP. Tolerance: one process and two
+    sum gradients in a different order, so float32 rounding differs; with augmentation at a fixed p the
+    weights after 32 steps agree to within 8e-6 absolute (measured; assert_close adds 1e-4 relative), and
+    1e-5 is what this test holds. (With *adaptive* p, the first augmented generator step amplifies the rounding
+    differences to ~4e-4 in a few parameters; that is not resolved: see docs/performance.md.)"""
+    longer = ["--set", "schedule.total_kimg=0.256", "--set", "checkpoint_kimg=0.128", "--set", "augment.fixed_p=0.2"]
+    run([sys.executable, *train_cmd(prepared_tiny, tmp_path / "one", 8, *longer)])
+    two_cmd = train_cmd(prepared_tiny, tmp_path / "two", 4, *longer)
+    run([TORCHRUN, "--nproc_per_node=2", "--master_port", str(free_port()), *two_cmd])
+    one, _ = final(tmp_path / "one")
+    two, ckpt = final(tmp_path / "two")
+    assert ckpt.name == "ckpt-000000256"
+    (run_dir,) = (tmp_path / "two").iterdir()
+    log = (run_dir / "log.jsonl").read_text()
+    assert log.count('"kind": "segmentation"') == 1 and log.count('"kind": "class-split"') == 2
+    assert_close(one, two, atol=1e-5)
