@@ -71,6 +71,10 @@ class EvalOptions:
     """Only these usefulness regimes (names as printed); None: all."""
     segmenter_width: int = 24
     segmenter_max_steps: int = 3000
+    """Upper bound on the reference segmenter's steps (it stops earlier, on validation)."""
+    usefulness_max_steps: int | None = None
+    """Upper bound on each usefulness segmenter's steps (default: segmenter_max_steps); the same for
+    every regime, so regimes stay comparable."""
     inception_weights: str | None = None
 
 
@@ -187,7 +191,7 @@ def usefulness(ds, gen, filtered_idx, opts: EvalOptions, device, cache: Path, lo
             cfg = SegmenterConfig(
                 num_classes=ds.class_map.num_classes,
                 width=opts.segmenter_width,
-                max_steps=opts.segmenter_max_steps,
+                max_steps=opts.usefulness_max_steps or opts.segmenter_max_steps,
                 seed=seed,
             )
             sets, weights, pretrain = _train_sets(regime, ds, train_idx, gen, gen_idx, seed, opts.mix)

@@ -47,7 +47,13 @@ def register(sub) -> None:
     )
     p.add_argument("--regimes", default=None, help="only these usefulness regimes, comma-separated (and baselines)")
     p.add_argument("--segmenter-width", type=int, default=24, help="reference segmenter width (default 24)")
-    p.add_argument("--segmenter-max-steps", type=int, default=3000, help="upper bound on segmenter steps")
+    p.add_argument("--segmenter-max-steps", type=int, default=3000, help="upper bound on reference segmenter steps")
+    p.add_argument(
+        "--usefulness-max-steps",
+        type=int,
+        default=None,
+        help="upper bound on each usefulness segmenter's steps, the same for all regimes (default: as above)",
+    )
     p.add_argument("--cache", default=str(DEFAULT_CACHE), help=f"segmenter cache (default {DEFAULT_CACHE})")
     p.add_argument("--inception-weights", default=None, help="local Inception weights for FID (offline machines)")
     add_device_arg(p)
@@ -90,6 +96,7 @@ def cmd_evaluate(args) -> int:
         regimes=args.regimes.split(",") if args.regimes else None,
         segmenter_width=args.segmenter_width,
         segmenter_max_steps=args.segmenter_max_steps,
+        usefulness_max_steps=args.usefulness_max_steps,
         inception_weights=args.inception_weights,
     )
     metrics = evaluate(
