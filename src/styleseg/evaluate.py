@@ -184,7 +184,9 @@ def usefulness(ds, gen, filtered_idx, opts: EvalOptions, device, cache: Path, lo
             name = regime.name.replace("generated", "filtered generated")
             todo.append((Regime(name, regime.real, True, regime.finetune, regime.baseline), filtered_idx))
     results: dict[str, dict] = {}
-    for regime, gen_idx in todo:
+    # Regimes with generated data first: their real-only baselines do not depend on the model, so they
+    # are often cached already (or being trained elsewhere) by the time they are reached.
+    for regime, gen_idx in sorted(todo, key=lambda item: not item[0].generated):
         per_seed = {"val": [], "test": []}
         budgets = []
         for seed in range(opts.seeds):
@@ -213,6 +215,7 @@ def usefulness(ds, gen, filtered_idx, opts: EvalOptions, device, cache: Path, lo
             **({"test": summarize(per_seed["test"])} if has_test else {}),
             "budgets": budgets,
         }
+    results = {regime.name: results[regime.name] for regime, _ in todo}  # report in the standard order
     for r in results.values():
         base = r["regime"]["baseline"]
         if base and base in results:
