@@ -133,3 +133,14 @@ def test_every_shipped_model_loads_and_generates_offline(tmp_path, monkeypatch):
         classes = json.loads((out / "classes.json").read_text())
         assert [c["name"] for c in classes["classes"]] == list(model.class_map.classes)
         assert len(list((out / "masks").iterdir())) == 8
+
+
+def test_demo_draws_the_shipped_models_grid(tmp_path):
+    from styleseg.cli.demo_cmd import shipped_model_grid
+
+    packaged = sorted(name for name, e in registry().items() if e.file)
+    if not packaged:
+        pytest.skip("no model is shipped in this version")
+    path = shipped_model_grid(tmp_path)
+    assert path == tmp_path / f"grid-{packaged[0]}.png"
+    assert Image.open(path).size[0] > 4 * 3 * 48  # four triplets of 48-pixel-wide tiles, enlarged
