@@ -36,7 +36,7 @@ from styleseg.errors import StylesegError
 from styleseg.generate import GenerateOptions, generate_dataset
 from styleseg.metrics.distribution import js_divergence, kernel_inception_distance, reduced_frechet
 from styleseg.metrics.labels import LabelStatistics
-from styleseg.metrics.segmentation import per_sample_miou
+from styleseg.metrics.segmentation import confusion_matrix, per_sample_miou
 from styleseg.metrics.segmenter import (
     CHUNK,
     SegmenterConfig,
@@ -44,7 +44,7 @@ from styleseg.metrics.segmenter import (
     embed_store,
     evaluate_segmenter,
     predict,
-    score_segmenter,
+    scores_from_confusion,
     validation_halves,
 )
 from styleseg.metrics.usefulness import Regime, paired_difference, regimes, summarize, verdict
@@ -134,14 +134,18 @@ def generated_store(model: LoadedGenerator, out: Path, n: int, psi: float, resol
     return PreparedDataset(gen_store)
 
 
-def agreement_per_sample(ref, gen: PreparedDataset, device) -> np.ndarray:
-    """(N,) mIoU of each generated mask against the reference segmenter's prediction on its image."""
-    k = gen.class_map.num_classes
-    out = []
+def agreement_scores(ref, gen: PreparedDataset, device) -> tuple[dict, np.ndarray]:
+    """Scores of the generated masks against the reference segmenter's predictions on their images,
+    over the whole set and per sample (mIoU of each pair), from one streamed pass of predictions."""
+    names = gen.class_map.classes
+    cm = np.zeros((len(names), len(names)), np.int64)
+    per_sample = []
     for s in range(0, len(gen), CHUNK):
         images, masks = gen.load_batch(np.arange(s, min(s + CHUNK, len(gen))))
-        out.append(per_sample_miou(masks.numpy(), predict(ref, images, device), k))
-    return np.concatenate(out)
+        pred = predict(ref, images, device)
+        cm += confusion_matrix(masks.numpy(), pred, len(names))
+        per_sample.append(per_sample_miou(masks.numpy(), pred, len(names)))
+    return scores_from_confusion(cm, names, len(gen)), np.concatenate(per_sample)
 
 
 def _train_sets(regime: Regime, ds, train_idx, gen, gen_idx, seed: int, mix: float):
@@ -320,8 +324,7 @@ def evaluate(
     gen = generated_store(model, out, opts.n, opts.psi, ds.resolution, device, log)
 
     # 1. agreement
-    agreed = score_segmenter(ref, gen, np.arange(len(gen)), device)
-    per_sample = agreement_per_sample(ref, gen, device)
+    agreed, per_sample = agreement_scores(ref, gen, device)
     agreement = {
         "miou": agreed["miou"],
         "pixel_accuracy": agreed["pixel_accuracy"],

@@ -176,9 +176,7 @@ def read_class_file(path: Path) -> ClassMap:
         if path.suffix == ".txt":
             return ClassMap.from_names(path.read_text().split(), path.parent.name)
         return ClassMap.from_json(json.loads(path.read_text()))
-    except DataError as exc:
-        raise DataError(f"{path}: not a valid class list ({exc})") from exc
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (DataError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise DataError(f"{path}: not a valid class list ({exc})") from exc
 
 
