@@ -49,6 +49,9 @@ class SegmenterConfig:
     batch: int = 32
     lr: float = 3e-3
     weight_decay: float = 1e-4
+    dice_weight: float = 0.0
+    """Weight of a soft Dice term beside cross-entropy: pixel-frequency-blind, so rare classes (a coat
+    covering 0.1% of pixels) count as much as the background, as mIoU counts them."""
     augment: bool = True
     """Flips, scale/translation and colour jitter (mask-consistent)."""
     dtype: str = "auto"
@@ -99,7 +102,10 @@ def fingerprint(datasets: list[tuple[PreparedDataset, np.ndarray]], cfg: Segment
     """Content hash of the training samples, the options and `extra` (e.g. the selection set): the same
     pixels, labels and classes give the same fingerprint wherever the store was prepared. Hashed in
     chunks, so memory stays bounded."""
-    h = hashlib.sha256(json.dumps([asdict(cfg), extra], sort_keys=True, default=str).encode())
+    options = asdict(cfg)
+    if options["dice_weight"] == 0:  # added later: leaving its old value out keeps earlier caches valid
+        del options["dice_weight"]
+    h = hashlib.sha256(json.dumps([options, extra], sort_keys=True, default=str).encode())
     for ds, idx in datasets:
         idx = np.sort(np.asarray(idx, np.int64))
         h.update(json.dumps(ds.meta["classes"], sort_keys=True).encode())
@@ -180,6 +186,8 @@ def train_segmenter(
         with autocast:
             logits = model(x.to(device))
         loss = F.cross_entropy(logits.float(), y.to(device))
+        if cfg.dice_weight:
+            loss = loss + cfg.dice_weight * soft_dice_loss(logits.float(), y.to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -206,6 +214,18 @@ def train_segmenter(
         "images_seen": step * cfg.batch,
     }
     return model.eval(), budget
+
+
+def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """1 - mean soft Dice over the classes present in the batch's targets (absent classes are left
+    out: their Dice is undefined and rewarding empty predictions would say nothing)."""
+    probs = logits.softmax(1)
+    onehot = F.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2).to(probs.dtype)
+    inter = (probs * onehot).sum(dim=(0, 2, 3))
+    total = probs.sum(dim=(0, 2, 3)) + onehot.sum(dim=(0, 2, 3))
+    present = onehot.sum(dim=(0, 2, 3)) > 0
+    dice = 2 * inter[present] / total[present].clamp_min(1e-6)
+    return 1 - dice.mean()
 
 
 def _gather(datasets, which: np.ndarray, idx: np.ndarray, flips: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -308,6 +328,7 @@ def load_segmenter(folder: Path, device: torch.device) -> tuple[ResUNet, dict]:
     if not meta_path.exists():
         raise CheckpointError(f"{meta_path}: missing; {folder} is not a trained segmenter")
     meta = json.loads(meta_path.read_text())
+    meta["config"].setdefault("dice_weight", 0.0)  # segmenters from before the Dice term: trained without it
     try:
         cfg = SegmenterConfig(**meta["config"])
     except TypeError as exc:
