@@ -189,6 +189,23 @@ class DataConfig:
 
     xflip: bool = True
     """Flip half of the real samples horizontally each epoch (left/right classes swapped with them)."""
+    max_labeled: float | None = None
+    """Label budget: keep this many labelled train samples (a whole number >= 1) or this fraction of
+    them (0 < f < 1), chosen once from the run's seed and written to labels.json in the run folder;
+    the others are used as unlabelled photos. None: every label."""
+    image_share: float | None = None
+    """After segmentation starts, this share of each step's real and fake samples is judged by D's
+    image head (reals: any train photo, labelled or not) and the rest by its pair head (reals:
+    labelled pairs). 0: pair-only, every sample a pair. None: 0.5 when the train split has
+    unlabelled photos (after max_labeled), else 0."""
+
+    def __post_init__(self) -> None:
+        if self.max_labeled is not None and not (
+            0 < self.max_labeled < 1 or (self.max_labeled >= 1 and float(self.max_labeled).is_integer())
+        ):
+            raise ConfigError(f"data.max_labeled must be a count >= 1 or a fraction in (0, 1), not {self.max_labeled}")
+        if self.image_share is not None and not 0 <= self.image_share < 1:
+            raise ConfigError(f"data.image_share must be in [0, 1), not {self.image_share}")
 
 
 @dataclass

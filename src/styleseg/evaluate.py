@@ -75,7 +75,12 @@ class EvalOptions:
     usefulness_max_steps: int | None = None
     """Upper bound on each usefulness segmenter's steps (default: segmenter_max_steps); the same for
     every regime, so regimes stay comparable."""
+    dice_weight: float = 0.0
+    """Soft Dice weight of every segmenter trained here (reference and usefulness)."""
     inception_weights: str | None = None
+    real_subset: list[int] | None = None
+    """Fixed real samples for the 'N real' regimes (N = their count), the same for every seed: e.g.
+    the labels a run kept under a label budget. None: N samples drawn per seed."""
 
 
 def mask_layout(masks: np.ndarray, num_classes: int) -> np.ndarray:
@@ -148,11 +153,13 @@ def agreement_scores(ref, gen: PreparedDataset, device) -> tuple[dict, np.ndarra
     return scores_from_confusion(cm, names, len(gen)), np.concatenate(per_sample)
 
 
-def _train_sets(regime: Regime, ds, train_idx, gen, gen_idx, seed: int, mix: float):
+def _train_sets(regime: Regime, ds, train_idx, gen, gen_idx, seed: int, mix: float, subset=None):
     """(training sets, sampling weights, pre-training sets) of one regime and seed."""
     real = []
     if regime.real == "all":
         real = [(ds, train_idx)]
+    elif regime.real is not None and subset is not None:
+        real = [(ds, np.sort(np.asarray(subset, np.int64)))]
     elif regime.real is not None:
         pick = np.random.default_rng([seed, int(regime.real)]).choice(
             train_idx, min(regime.real, len(train_idx)), False
@@ -172,6 +179,13 @@ def usefulness(ds, gen, filtered_idx, opts: EvalOptions, device, cache: Path, lo
     train_idx = ds.indices("train", labeled_only=True)
     select = (ds, validation_halves(ds)[0])
     has_test = len(ds.indices("test", labeled_only=True)) > 0
+    if opts.real_subset is not None:
+        outside = sorted(set(opts.real_subset) - set(train_idx.tolist()))
+        if outside or opts.low_labels != [len(opts.real_subset)]:
+            raise StylesegError(
+                f"the real subset ({len(opts.real_subset)} samples) must lie in {ds.root}'s labelled train split "
+                f"(not: {outside[:5]}) and be the only N of the 'N real' regimes (got {opts.low_labels})"
+            )
     candidates = regimes(opts.low_labels, with_generated=gen is not None)
     wanted = {r.name for r in candidates}
     if opts.regimes:
@@ -199,8 +213,9 @@ def usefulness(ds, gen, filtered_idx, opts: EvalOptions, device, cache: Path, lo
                 width=opts.segmenter_width,
                 max_steps=opts.usefulness_max_steps or opts.segmenter_max_steps,
                 seed=seed,
+                dice_weight=opts.dice_weight,
             )
-            sets, weights, pretrain = _train_sets(regime, ds, train_idx, gen, gen_idx, seed, opts.mix)
+            sets, weights, pretrain = _train_sets(regime, ds, train_idx, gen, gen_idx, seed, opts.mix, opts.real_subset)
             log(f"usefulness: {regime.name}, seed {seed}")
             init = None
             if pretrain:
@@ -314,7 +329,12 @@ def evaluate(
         )
     names = ds.class_map.classes
     select = (ds, validation_halves(ds)[0])
-    ref_cfg = SegmenterConfig(num_classes=len(names), width=opts.segmenter_width, max_steps=opts.segmenter_max_steps)
+    ref_cfg = SegmenterConfig(
+        num_classes=len(names),
+        width=opts.segmenter_width,
+        max_steps=opts.segmenter_max_steps,
+        dice_weight=opts.dice_weight,
+    )
     log("reference segmenter on the real training split")
     ref, ref_path, ref_budget = cached_segmenter(cache, [(ds, ds.indices("train", True))], ref_cfg, device, select, log)
     ceiling = {"val": evaluate_segmenter(ref, ds, "val", device)}

@@ -47,7 +47,10 @@ def _captured_d_step(trainer):
 def _by_hand(D, seen, batch, r1_weight):
     real = seen["img"][:batch].detach().requires_grad_(True)
     fake = seen["img"][batch:].detach()
-    real_logits, fake_logits = D(real, None, **seen["kwargs"]), D(fake, None, **seen["kwargs"])
+    kwargs = dict(seen["kwargs"])
+    pair = kwargs.pop("pair", None)  # per-sample head routing of the whole call: cut it like the inputs
+    real_logits = D(real, None, **kwargs, pair=None if pair is None else pair[:batch])
+    fake_logits = D(fake, None, **kwargs, pair=None if pair is None else pair[batch:])
     loss = F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean()
     if r1_weight:
         (g,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from styleseg.cli.common import add_data_arg, add_device_arg, add_model_args, load_model_arg, resolve_data
 from styleseg.data.store import PreparedDataset
@@ -37,7 +40,11 @@ def register(sub) -> None:
     )
     p.add_argument("--truncation", type=float, default=1.0, metavar="PSI")
     p.add_argument("--seeds", type=int, default=3, help="segmenter seeds per usefulness regime (default 3)")
-    p.add_argument("--low-labels", default="50", help="N of the 'N real' regimes, comma-separated (default 50)")
+    p.add_argument(
+        "--low-labels",
+        default=None,
+        help="N of the 'N real' regimes, comma-separated (default 50, or the size of --real-subset)",
+    )
     p.add_argument("--mix", type=float, default=0.5, help="generated share of each real+generated batch (default 0.5)")
     p.add_argument(
         "--filter-keep",
@@ -45,9 +52,22 @@ def register(sub) -> None:
         default=None,
         help="also train on the best-agreeing fraction of generated pairs (e.g. 0.5) to show what filtering buys",
     )
+    p.add_argument(
+        "--real-subset",
+        default=None,
+        help="labels.json of a run trained under a label budget (or a JSON list of sample indices): the "
+        "'N real' regimes use exactly these samples for every seed",
+    )
     p.add_argument("--regimes", default=None, help="only these usefulness regimes, comma-separated (and baselines)")
     p.add_argument("--segmenter-width", type=int, default=24, help="reference segmenter width (default 24)")
     p.add_argument("--segmenter-max-steps", type=int, default=3000, help="upper bound on reference segmenter steps")
+    p.add_argument(
+        "--dice-weight",
+        type=float,
+        default=SegmenterConfig.dice_weight,
+        help="weight of the soft Dice term beside cross-entropy, for every segmenter "
+        f"(default {SegmenterConfig.dice_weight:g})",
+    )
     p.add_argument(
         "--usefulness-max-steps",
         type=int,
@@ -68,6 +88,19 @@ def register(sub) -> None:
     t.add_argument("--cache", default=str(DEFAULT_CACHE))
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--max-steps", type=int, default=SegmenterConfig.max_steps, help="upper bound on steps")
+    t.add_argument(
+        "--dice-weight",
+        type=float,
+        default=SegmenterConfig.dice_weight,
+        help=f"weight of a soft Dice term beside cross-entropy; it weighs rare classes as mIoU does "
+        f"(default {SegmenterConfig.dice_weight:g})",
+    )
+    t.add_argument(
+        "--init",
+        default=None,
+        help="a trained segmenter folder to start from, e.g. one trained at half the resolution "
+        "(progressive resizing: the network is fully convolutional); its budget is added to this one's",
+    )
     add_device_arg(t)
     t.set_defaults(func=cmd_seg_train)
     e = s.add_parser("eval", help="mIoU, per-class IoU and pixel accuracy of a trained segmenter")
@@ -80,10 +113,13 @@ def register(sub) -> None:
 
 def cmd_evaluate(args) -> int:
     device = resolve_device(args.device)
+    subset = read_subset(Path(args.real_subset)) if args.real_subset else None
     try:
-        low = [int(v) for v in args.low_labels.split(",") if v]
+        low = [int(v) for v in args.low_labels.split(",") if v] if args.low_labels else None
     except ValueError as exc:
         raise StylesegError(f"--low-labels takes integers like 50,200, not '{args.low_labels}'") from exc
+    if low is None:
+        low = [len(subset)] if subset is not None else [50]
     if args.seeds < 1 or not 0 <= args.mix <= 1 or (args.filter_keep is not None and not 0 < args.filter_keep <= 1):
         raise StylesegError("--seeds must be >= 1, --mix in [0, 1] and --filter-keep in (0, 1]")
     opts = EvalOptions(
@@ -97,7 +133,9 @@ def cmd_evaluate(args) -> int:
         segmenter_width=args.segmenter_width,
         segmenter_max_steps=args.segmenter_max_steps,
         usefulness_max_steps=args.usefulness_max_steps,
+        dice_weight=args.dice_weight,
         inception_weights=args.inception_weights,
+        real_subset=subset,
     )
     metrics = evaluate(
         load_model_arg(args, device), resolve_data(args.data), Path(args.out), opts, device, Path(args.cache)
@@ -109,6 +147,18 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def read_subset(path: Path) -> list[int]:
+    """Sample indices from a run's labels.json or a JSON list."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise StylesegError(f"{path}: cannot read a sample list ({exc})") from exc
+    idx = data.get("labeled_indices") if isinstance(data, dict) else data
+    if not isinstance(idx, list) or not idx or not all(isinstance(i, int) and i >= 0 for i in idx):
+        raise StylesegError(f"{path}: expected a labels.json with 'labeled_indices' or a list of sample indices")
+    return idx
+
+
 def cmd_seg_train(args) -> int:
     device = resolve_device(args.device)
     ds = PreparedDataset(resolve_data(args.data))
@@ -116,11 +166,23 @@ def cmd_seg_train(args) -> int:
     for extra in args.extra:
         e = PreparedDataset(Path(extra))
         sets.append((e, np.flatnonzero(e.labeled)))  # every labeled sample of an extra set
-    cfg = SegmenterConfig(num_classes=ds.class_map.num_classes, seed=args.seed, max_steps=args.max_steps)
+    cfg = SegmenterConfig(
+        num_classes=ds.class_map.num_classes, seed=args.seed, max_steps=args.max_steps, dice_weight=args.dice_weight
+    )
     select = (ds, validation_halves(ds)[0])
-    model, cached, budget = cached_segmenter(Path(args.cache), sets, cfg, device, select)
+    init = starting_point(Path(args.init), cfg) if args.init else None
+    model, cached, budget = cached_segmenter(
+        Path(args.cache), sets, cfg, device, select, init=None if init is None else init[:2]
+    )
     result = evaluate_segmenter(model, ds, "val", device)
     info = {"cache": str(cached), "val": result, "budget": budget}
+    if init is not None:
+        info["init"] = init[2]
+        info["seconds_including_init"] = round(budget.get("seconds", 0) + (init[2]["budget"].get("seconds") or 0), 1)
+        print(
+            f"started from {args.init} ({init[2]['budget'].get('steps')} steps, {init[2]['budget'].get('seconds')} s); "
+            f"both stages together: {info['seconds_including_init']} s"
+        )
     if len(ds.indices("test", labeled_only=True)):
         info["test"] = evaluate_segmenter(model, ds, "test", device)
     save_segmenter(model, cfg, Path(args.out), info)
@@ -132,6 +194,21 @@ def cmd_seg_train(args) -> int:
     if "test" in info:
         print(f"test mIoU {info['test']['miou']:.3f} over {info['test']['n']} images")
     return 0
+
+
+def starting_point(folder: Path, cfg: SegmenterConfig) -> tuple[dict, str, dict]:
+    """(state dict, a key naming it, what it was) of a trained segmenter to start from; it must have
+    this configuration's classes and width."""
+    model, meta = load_segmenter(folder, torch.device("cpu"))
+    theirs = meta["config"]
+    if (theirs["num_classes"], theirs["width"]) != (cfg.num_classes, cfg.width):
+        raise StylesegError(
+            f"{folder}: a segmenter of {theirs['num_classes']} classes and width {theirs['width']} cannot start "
+            f"one of {cfg.num_classes} classes and width {cfg.width}"
+        )
+    key = hashlib.sha256((folder / "segmenter.safetensors").read_bytes()).hexdigest()[:16]
+    about = {"folder": str(folder), "weights_sha256_16": key, "budget": meta.get("budget", {})}
+    return model.state_dict(), key, about
 
 
 def cmd_seg_eval(args) -> int:

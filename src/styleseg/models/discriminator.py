@@ -1,6 +1,11 @@
 """The discriminator mirrors the generator: an input layer per resolution that reads RGB and, once
 segmentation exists, the mask at the active class level; blurred down-sampling blocks; minibatch
-standard deviation and a dense head at the base resolution."""
+standard deviation and a dense head at the base resolution.
+
+With `pair_head`, one trunk serves two discriminators (as SemanticGAN's image and pair
+discriminators, at the cost of one): samples flagged as pairs read their mask and are scored by the
+pair head; the others are scored on the image alone by the image head, so photos without labels keep
+teaching the generator after segmentation starts. Before segmentation every sample is an image."""
 
 from __future__ import annotations
 
@@ -28,10 +33,14 @@ class InputLayer(nn.Module):
         self.rgb = EqualConv2d(3, channels, 1)
         self.seg = nn.ModuleList(EqualConv2d(k, channels, 1) for k in level_sizes)
 
-    def forward(self, img, seg, seg_level: int | None, seg_alpha: float) -> torch.Tensor:
+    def forward(self, img, seg, seg_level: int | None, seg_alpha: float, pair=None) -> torch.Tensor:
+        """pair: (B,) bool, which samples read their mask (None: all)."""
         x = self.rgb(img)
         if seg is not None and seg_level is not None and seg_alpha > 0:
-            x = x + seg_alpha * self.seg[seg_level](seg)
+            mask_features = self.seg[seg_level](seg)
+            if pair is not None:
+                mask_features = mask_features * pair.view(-1, 1, 1, 1).to(mask_features.dtype)
+            x = x + seg_alpha * mask_features
         return lrelu(x)
 
 
@@ -50,22 +59,42 @@ class DiscriminatorBlock(nn.Module):
 
 
 class FinalBlock(nn.Module):
-    def __init__(self, channels: int, shape: tuple[int, int], mbstd_group: int):
+    """Minibatch stddev, conv3x3, then a dense head (fc, out): the image head, and with `pair_head`
+    a second dense head for (image, mask) pairs."""
+
+    def __init__(self, channels: int, shape: tuple[int, int], mbstd_group: int, pair_head: bool = False):
         super().__init__()
         self.mbstd_group = mbstd_group
         self.conv = EqualConv2d(channels + 1, channels, 3)
         self.fc = EqualLinear(channels * shape[0] * shape[1], channels)
         self.out = EqualLinear(channels, 1, gain=1.0)
+        if pair_head:
+            self.pair_fc = EqualLinear(channels * shape[0] * shape[1], channels)
+            self.pair_out = EqualLinear(channels, 1, gain=1.0)
 
-    def forward(self, x: torch.Tensor, group: int | None = None) -> torch.Tensor:
-        x = lrelu(self.conv(minibatch_stddev(x, group or self.mbstd_group)))
-        return self.out(lrelu(self.fc(x.flatten(1))))
+    @property
+    def has_pair_head(self) -> bool:
+        return hasattr(self, "pair_out")
+
+    def forward(self, x: torch.Tensor, group: int | None = None, pair=None) -> torch.Tensor:
+        x = lrelu(self.conv(minibatch_stddev(x, group or self.mbstd_group))).flatten(1)
+        logits = self.out(lrelu(self.fc(x)))
+        if pair is not None and self.has_pair_head:
+            logits = torch.where(pair.view(-1, 1), self.pair_out(lrelu(self.pair_fc(x))), logits)
+        return logits
+
+    @torch.no_grad()
+    def start_pair_head(self) -> None:
+        """The pair head starts as a copy of the image head: at the segmentation event (mask input
+        still faded out) both score every sample alike, so D's function is unchanged."""
+        self.pair_fc.load_state_dict(self.fc.state_dict())
+        self.pair_out.load_state_dict(self.out.state_dict())
 
 
 class Discriminator(nn.Module):
     """D(img, seg) -> (B, 1) realness logits. Growth state is an argument, as in the generator."""
 
-    def __init__(self, cfg: ModelConfig, level_sizes: list[int]):
+    def __init__(self, cfg: ModelConfig, level_sizes: list[int], pair_head: bool = False):
         super().__init__()
         self.cfg, self.level_sizes = cfg, list(level_sizes)
         self.inputs = nn.ModuleList(InputLayer(cfg.channels(s), level_sizes) for s in range(cfg.num_stages))
@@ -73,7 +102,7 @@ class Discriminator(nn.Module):
         self.blocks = nn.ModuleList(
             DiscriminatorBlock(cfg.channels(s), cfg.channels(s - 1)) for s in range(1, cfg.num_stages)
         )
-        self.final = FinalBlock(cfg.channels(0), cfg.base_shape, cfg.mbstd_group)
+        self.final = FinalBlock(cfg.channels(0), cfg.base_shape, cfg.mbstd_group, pair_head)
 
     def forward(
         self,
@@ -84,17 +113,19 @@ class Discriminator(nn.Module):
         seg_level: int | None = None,
         seg_alpha: float = 1.0,
         mbstd_group: int | None = None,
+        pair: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """img (B, 3, H_s, W_s), seg (B, K, H_s, W_s) probabilities or None -> (B, 1).
         mbstd_group overrides the minibatch-stddev group size: it must divide every part of a
-        concatenated batch, so real and fake samples never share a group."""
-        x = self.inputs[stage](img, seg, seg_level, seg_alpha)
+        concatenated batch, so real and fake samples never share a group. pair (B,) bool: which
+        samples are (image, mask) pairs for the pair head; None: every sample is (one head)."""
+        x = self.inputs[stage](img, seg, seg_level, seg_alpha, pair)
         if stage > 0:
             x = self.blocks[stage - 1](x)
             if alpha < 1:
                 small_seg = downsample2(seg) if seg is not None else None
-                skip = self.inputs[stage - 1](downsample2(img), small_seg, seg_level, seg_alpha)
+                skip = self.inputs[stage - 1](downsample2(img), small_seg, seg_level, seg_alpha, pair)
                 x = fade(skip, x, alpha)
         for s in range(stage - 1, 0, -1):
             x = self.blocks[s - 1](x)
-        return self.final(x, mbstd_group)
+        return self.final(x, mbstd_group, pair)

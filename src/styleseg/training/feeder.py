@@ -1,7 +1,9 @@
 """Real batches for the training loop, read one step ahead on a worker thread.
 
 The samplers advance on the training thread (index arithmetic only); reading the memory-mapped
-store, flipping, and pinning happen on a worker while the current step computes. A prefetched
+store, flipping, and pinning happen on a worker while the current step computes. After segmentation
+starts a batch may mix photos from the image sampler (every train photo, for D's image head) with
+labelled pairs from the segmentation sampler, at the positions `photo_positions` gives. A prefetched
 batch that the next step turns out not to want (a growth event changed what it needs) is put back:
 its sampler is rewound and the batch drawn again, so the data order never depends on prefetching,
 and a checkpoint records the samplers as they were before any batch still in flight. A resumed run
@@ -23,11 +25,20 @@ from styleseg.models.growth import GrowthState
 from styleseg.models.layers import downsample2, upsample2
 
 
+def photo_positions(batch: int, photos: int) -> np.ndarray:
+    """(batch,) bool: which positions of a step's batch are photos for D's image head, spread evenly
+    (sample i is a photo when floor((i + 1) * photos / batch) steps up). The pattern of a batch of
+    N*b with N*p photos is N copies of the pattern of b with p, so N processes with batch b route
+    their samples exactly as one process with batch N*b does."""
+    i = np.arange(batch)
+    return (i + 1) * photos // batch > i * photos // batch
+
+
 @dataclass
 class _Pending:
     key: tuple
-    sampler: EpochSampler
-    state_before: SamplerState
+    rewind: list[tuple[EpochSampler, SamplerState]]
+    """Each sampler this batch advanced, with its state before: putting the batch back restores them."""
     future: Future
 
 
@@ -58,37 +69,65 @@ class RealBatchFeeder:
         """Downsampling from the prepared resolution to the stage's resolution."""
         return self.data_factor << (self.num_stages - 1 - st.stage)
 
-    def _key(self, st: GrowthState, batch: int) -> tuple:
-        return (st.seg_level is not None, batch, self.factor(st))
+    @staticmethod
+    def _pairs(st: GrowthState, batch: int, photos: int) -> int:
+        return batch - photos if st.seg_level is not None else 0
 
-    def _read(self, idx: np.ndarray, flip: np.ndarray, mip: int, masks: bool):
-        images, mask_ids = self.data.load_batch(idx, flip, mip, masks=masks)
+    def _key(self, st: GrowthState, batch: int, photos: int) -> tuple:
+        return (st.seg_level is not None, batch, self._pairs(st, batch, photos), self.factor(st))
+
+    def _read(self, photo_idx, photo_flip, pair_idx, pair_flip, mip: int):
+        """Images at every position, photos where `photo_positions` says and labelled pairs elsewhere;
+        masks (None before segmentation) have zero rows at photo positions, placeholders that D's
+        image head never reads."""
+        if pair_idx is None:
+            images, _ = self.data.load_batch(photo_idx, photo_flip, mip, masks=False)
+            mask_ids = None
+        else:
+            pair_images, pair_masks = self.data.load_batch(pair_idx, pair_flip, mip, masks=True)
+            n = len(photo_idx) + len(pair_idx)
+            is_photo = torch.from_numpy(photo_positions(n, len(photo_idx)))
+            images = pair_images.new_empty((n, *pair_images.shape[1:]))
+            mask_ids = pair_masks.new_zeros((n, *pair_masks.shape[1:]))
+            images[~is_photo], mask_ids[~is_photo] = pair_images, pair_masks
+            if len(photo_idx):
+                images[is_photo] = self.data.load_batch(photo_idx, photo_flip, mip, masks=False)[0]
         if self.pin:
             images = images.pin_memory()
             mask_ids = mask_ids.pin_memory() if mask_ids is not None else None
         return images, mask_ids
 
-    def _submit(self, st: GrowthState, batch: int) -> None:
-        segmented = st.seg_level is not None
-        sampler = self.seg_sampler if segmented else self.image_sampler
-        before = SamplerState(**asdict(sampler.state))
-        idx, flip = sampler.next(batch)
+    def _submit(self, st: GrowthState, batch: int, photos: int = 0) -> None:
+        pairs = self._pairs(st, batch, photos)
+        rewind = [
+            (sampler, SamplerState(**asdict(sampler.state)))
+            for sampler, n in ((self.image_sampler, batch - pairs), (self.seg_sampler, pairs))
+            if n
+        ]
+        photo_idx, photo_flip = (
+            self.image_sampler.next(batch - pairs) if pairs < batch else (np.zeros(0, np.int64), None)
+        )
+        pair_idx, pair_flip = self.seg_sampler.next(pairs) if pairs else (None, None)
         mip = self.data.mip_factor(self.factor(st))
-        future = self.pool.submit(self._read, idx, flip, mip, segmented)
-        self.pending = _Pending(self._key(st, batch), sampler, before, future)
+        future = self.pool.submit(self._read, photo_idx, photo_flip, pair_idx, pair_flip, mip)
+        self.pending = _Pending(self._key(st, batch, photos), rewind, future)
 
     def _put_back(self) -> None:
         if self.pending is not None:
             self.pending.future.cancel()
-            self.pending.sampler.state = self.pending.state_before
+            for sampler, before in self.pending.rewind:
+                sampler.state = before
             self.pending = None
 
-    def next(self, st: GrowthState, batch: int, lookahead: tuple[GrowthState, int] | None):
+    def next(self, st: GrowthState, batch: int, lookahead: tuple | None, photos: int = 0):
         """(img (B, 3, H_s, W_s) in [-1, 1], seg (B, K, H_s, W_s) area fractions or None) for this step;
-        then starts reading the batch for `lookahead` = (growth state, batch) of the next step."""
-        if self.pending is None or self.pending.key != self._key(st, batch):
+        then starts reading the batch for `lookahead` = (growth state, batch[, photos]) of the next step.
+        After segmentation starts, `photos` samples are photos (labelled or not) for D's image head, at
+        the positions `photo_positions` gives, and the rest labelled pairs; before, every sample is a
+        photo."""
+        if self.pending is None or self.pending.key != self._key(st, batch, photos):
             self._put_back()
-            self._submit(st, batch)
+            self._submit(st, batch, photos)
         t0 = time.perf_counter()
         images, masks = self.pending.future.result()
         self.wait_seconds += time.perf_counter() - t0
@@ -121,8 +160,8 @@ class RealBatchFeeder:
         states = {"image_sampler": asdict(self.image_sampler.state)}
         states["seg_sampler"] = asdict(self.seg_sampler.state) if self.seg_sampler else None
         if self.pending is not None:
-            name = "image_sampler" if self.pending.sampler is self.image_sampler else "seg_sampler"
-            states[name] = asdict(self.pending.state_before)
+            for sampler, before in self.pending.rewind:
+                states["image_sampler" if sampler is self.image_sampler else "seg_sampler"] = asdict(before)
         return states
 
     def load_sampler_states(self, state: dict) -> None:

@@ -18,8 +18,10 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from styleseg.config import TrainConfig, to_dict
+from styleseg.data.budget import labels_to_keep
 from styleseg.data.store import EpochSampler, PreparedDataset
 from styleseg.errors import StylesegError
+from styleseg.jsonio import write_json
 from styleseg.models.discriminator import Discriminator
 from styleseg.models.generator import Generator
 from styleseg.models.growth import (
@@ -35,7 +37,7 @@ from styleseg.training import distributed as dist
 from styleseg.training.augment import AdaController, augment
 from styleseg.training.checkpoint import load_state, load_weights, save_checkpoint
 from styleseg.training.ema import ema_beta, ema_update
-from styleseg.training.feeder import RealBatchFeeder
+from styleseg.training.feeder import RealBatchFeeder, photo_positions
 from styleseg.training.losses import d_logistic, d_wgan, g_nonsaturating, g_wgan, gradient_penalty, r1_penalty
 from styleseg.training.randomness import BatchRandom
 from styleseg.training.run_dir import RunLogger
@@ -74,9 +76,22 @@ class Trainer:
                 f"resolution {cfg.model.resolution[0]}x{cfg.model.resolution[1]} times a power of two"
             )
         self.data_factor = int(factor)
+        train_photos = data.indices("train")
+        labeled = labels_to_keep(data.indices("train", labeled_only=True), cfg.data.max_labeled, cfg.seed)
+        self.image_share = cfg.data.image_share
+        if self.image_share is None:  # auto: unlabelled photos keep teaching through D's image head
+            self.image_share = 0.5 if len(train_photos) > len(labeled) else 0.0
+        self.label_record = {
+            "max_labeled": cfg.data.max_labeled,
+            "labeled_kept": len(labeled),
+            "train_photos": len(train_photos),
+            "image_share": self.image_share,
+            "image_share_from": "config" if cfg.data.image_share is not None else "auto",
+            "labeled_indices": labeled.tolist(),
+        }
         torch.manual_seed(cfg.seed)  # same initial weights on every rank
         self.G = Generator(cfg.model, sizes).to(device)
-        self.D = Discriminator(cfg.model, sizes).to(device)
+        self.D = Discriminator(cfg.model, sizes, pair_head=self.image_share > 0).to(device)
         if cfg.channels_last:
             self.G, self.D = self.G.to(memory_format=torch.channels_last), self.D.to(memory_format=torch.channels_last)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
@@ -91,8 +106,7 @@ class Trainer:
         else:
             self.G_ddp, self.D_ddp = self.G, self.D
         flip = cfg.data.xflip
-        image_sampler = EpochSampler(data.indices("train"), cfg.seed, flip, self.rank, self.world)
-        labeled = data.indices("train", labeled_only=True)
+        image_sampler = EpochSampler(train_photos, cfg.seed, flip, self.rank, self.world)
         seg_sampler = EpochSampler(labeled, cfg.seed + 1, flip, self.rank, self.world) if len(labeled) else None
         if cfg.schedule.seg_start_kimg is not None and seg_sampler is None:
             raise StylesegError(
@@ -109,6 +123,8 @@ class Trainer:
         self.next_snapshot = self.next_checkpoint = 0
         self.stop_signal: int | None = None
         self.logger = RunLogger(run, enabled=dist.is_main())
+        if dist.is_main():
+            write_json(run / "labels.json", self.label_record)
         self.autocast = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.dtype == "bf16" else nullcontext()
         self._eval_seg = self._eval_real = None  # reference segmenter and its real-image features, loaded lazily
 
@@ -185,6 +201,8 @@ class Trainer:
         for name, detail in self._growth_messages(old_stage, old_level, st):
             dist.print0(f"growth event at kimg {self.kimg:.1f}: {name}: {detail}")
             self.logger.event({"event": "growth", "kind": name, "kimg": self.kimg, "detail": detail})
+        if old_level is None and st.seg_level is not None and self.D.final.has_pair_head:
+            self.D.final.start_pair_head()
         if old_level is not None and st.seg_level is not None:
             for level in range(old_level, st.seg_level):
                 parents = parent_index(self.levels[level], self.levels[level + 1])
@@ -216,14 +234,29 @@ class Trainer:
             )
 
     # ----- one iteration -----
+    def photos_in(self, st: GrowthState, batch: int) -> int:
+        """How many of a step's samples D judges as images alone (image head); the rest are pairs."""
+        if st.seg_level is None:
+            return batch
+        if self.image_share == 0:
+            return 0
+        return min(max(round(batch * self.image_share), 1), batch - 1)
+
+    def pair_flags(self, st: GrowthState, batch: int) -> torch.Tensor | None:
+        """(batch,) bool, True for the samples D judges as pairs; None where D has one head."""
+        if not self.D.final.has_pair_head:
+            return None
+        return torch.from_numpy(~photo_positions(batch, self.photos_in(st, batch))).to(self.device)
+
     def real_inputs(self, st: GrowthState, batch: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """This step's real batch; the next step's starts reading in the background."""
         next_seen = self.images_seen + batch * self.world
         lookahead = None
         if next_seen < int(self.cfg.schedule.total_kimg * 1000):
             next_st = growth_at(next_seen / 1000, self.cfg.schedule, self.cfg.model.num_stages, len(self.levels))
-            lookahead = (next_st, self.cfg.optim.at_stage(self.cfg.optim.batch, next_st.stage))
-        return self.feeder.next(st, batch, lookahead)
+            next_batch = self.cfg.optim.at_stage(self.cfg.optim.batch, next_st.stage)
+            lookahead = (next_st, next_batch, self.photos_in(next_st, next_batch))
+        return self.feeder.next(st, batch, lookahead, self.photos_in(st, batch))
 
     def latents(self, st: GrowthState, batch: int) -> dict:
         z = self.rand.randn(batch, self.cfg.model.z_dim)
@@ -272,7 +305,9 @@ class Trainer:
                     parts_seg.append(torch.lerp(f_seg.detach(), r_seg.detach(), eps).requires_grad_(True))
             # One D call per step: DDP reduces gradients of one forward per backward.
             seg_in = torch.cat(parts_seg) if r_seg is not None else None
-            logits = self.D_ddp(torch.cat(parts_img), seg_in, **d_args).float()
+            flags = self.pair_flags(st, batch)
+            pair_in = torch.cat([flags] * len(parts_img)) if flags is not None else None
+            logits = self.D_ddp(torch.cat(parts_img), seg_in, **d_args, pair=pair_in).float()
         real_logits, fake_logits = logits[:batch], logits[batch : 2 * batch]
         loss_d = d_logistic(real_logits, fake_logits) if logistic else d_wgan(real_logits, fake_logits)
         if do_r1:
@@ -287,7 +322,7 @@ class Trainer:
         self.opt_D.zero_grad(set_to_none=True)
         loss_d.backward()
         self.opt_D.step()
-        self.ada.accumulate(real_logits)
+        self.ada.accumulate(real_logits)  # every real sample, both heads: they share the trunk that overfits
         stats.update(real_score=float(real_logits.detach().mean()), fake_score=float(fake_logits.detach().mean()))
         return stats, loss_d
 
@@ -300,7 +335,7 @@ class Trainer:
             out = self.G_ddp(**lat, **g_args)
             seg_probs = out.seg.float().softmax(1) if out.seg is not None else None
             img, seg = self.d_inputs(out.img.float(), seg_probs, fake=True, seg_level=st.seg_level)
-            gen_logits = self.D(img, seg, **d_args).float()
+            gen_logits = self.D(img, seg, **d_args, pair=self.pair_flags(st, batch)).float()
         loss_g = g_nonsaturating(gen_logits) if self.cfg.optim.loss == "logistic" else g_wgan(gen_logits)
         self.opt_G.zero_grad(set_to_none=True)
         loss_g.backward()
