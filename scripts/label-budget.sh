@@ -10,7 +10,8 @@
 #   bash scripts/label-budget.sh PREPARED OUT [KIMG] [LABELS]
 # e.g. bash scripts/label-budget.sh /data/viton-64x48 runs/label-budget 36 500
 # Environment: PRESET (viton64), SCHEDULE (--set overrides of the short schedule below; empty keeps
-# the preset's), N (2000 generated pairs), SEEDS (3), USEFUL_STEPS (300), CACHE (segmenter cache),
+# the preset's), EXTRA (more --set overrides for every arm, e.g. "--set dtype=bf16 --set threads=1"),
+# N (2000 generated pairs), SEEDS (3), USEFUL_STEPS (300), CACHE (segmenter cache),
 # ARMS ("all pairs photos"), STYLESEG (styleseg command).
 set -euo pipefail
 data=${1:?prepared dataset}
@@ -38,7 +39,8 @@ for arm in ${ARMS:-all pairs photos}; do
   echo "== arm $arm: train"
   start=$SECONDS
   # shellcheck disable=SC2086
-  "$styleseg" train --data "$data" --out "$out/$arm" $common $schedule $(arm_options "$arm") --resume auto
+  "$styleseg" train --data "$data" --out "$out/$arm" $common $schedule ${EXTRA:-} $(arm_options "$arm") \
+    --resume auto
   echo "arm $arm: trained in $((SECONDS - start)) s (this invocation)" | tee -a "$out/times.txt"
 done
 
