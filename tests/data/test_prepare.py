@@ -99,3 +99,24 @@ def test_sampler_is_resumable_and_rank_slices_match():
     r0, r1 = EpochSampler(np.arange(10), 3, rank=0, world_size=2), EpochSampler(np.arange(10), 3, rank=1, world_size=2)
     for want in batches[:3]:
         assert np.array_equal(np.concatenate([r0.next(2)[0], r1.next(2)[0]]), want[0])
+
+
+def test_bounded_map_keeps_order_and_submits_a_bounded_window():
+    from concurrent.futures import Future
+
+    from styleseg.data.prepare import bounded_map
+
+    class CountingPool:
+        submitted = 0
+
+        def submit(self, fn, *args):
+            self.submitted += 1
+            future = Future()
+            future.set_result(fn(*args))
+            return future
+
+    pool, out = CountingPool(), []
+    for i, value in enumerate(bounded_map(pool, abs, list(range(0, -100, -1)), chunk=7, ahead=3)):
+        out.append(value)
+        assert pool.submitted <= i // 7 + 1 + 3  # chunks consumed + the window, never all 15 at once
+    assert out == list(range(100)) and pool.submitted == 15

@@ -7,11 +7,13 @@ so an interrupted run never leaves something that looks complete.
 
 from __future__ import annotations
 
+import itertools
 import json
 import multiprocessing
 import os
 import shutil
 import time
+from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
@@ -66,6 +68,23 @@ def _init_worker(
     if threads:
         torch.set_num_threads(threads)  # one thread per worker process: the processes are the parallelism
     _WORKER.update(reader=reader, lut=lut, num_classes=num_classes, out_hw=out_hw, fit=fit)
+
+
+def bounded_map(pool, fn, items: list, chunk: int, ahead: int):
+    """fn over items in order, like pool.map with chunksize, but with at most `ahead` chunks submitted
+    and not yet consumed: pool.map submits everything at once and keeps finished results until the
+    consumer reaches them, which held 1.7 GiB when preparing 14,221 VITON samples at 256x192."""
+    chunks = (items[i : i + chunk] for i in range(0, len(items), chunk))
+    pending = deque(pool.submit(_map_chunk, fn, c) for c in itertools.islice(chunks, ahead))
+    while pending:
+        done = pending.popleft().result()
+        for c in itertools.islice(chunks, 1):
+            pending.append(pool.submit(_map_chunk, fn, c))
+        yield from done
+
+
+def _map_chunk(fn, chunk: list) -> list:
+    return [fn(item) for item in chunk]
 
 
 def _process(sample: SourceSample) -> tuple[np.ndarray, np.ndarray | None]:
@@ -156,7 +175,7 @@ def prepare_dataset(
             pool = ProcessPoolExecutor(
                 workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker, initargs=(*init, 1)
             )
-            results = pool.map(_process, samples, chunksize=16)
+            results = bounded_map(pool, _process, samples, chunk=16, ahead=4 * workers)
         else:
             pool = None
             _init_worker(*init)
