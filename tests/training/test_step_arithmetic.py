@@ -87,3 +87,47 @@ def test_one_ema_update_by_hand(prepared_tiny, tmp_path):
     for name, value in trainer.G_ema.state_dict().items():
         if name in dict(trainer.G_ema.named_parameters()):
             torch.testing.assert_close(value, before[name] + (after_G[name] - before[name]) * (1 - beta))
+
+
+HOST_READS = ("item", "tolist", "__float__", "__int__", "__bool__", "cpu")
+
+
+def test_a_training_step_never_reads_a_tensor_on_the_host(prepared_tiny, tmp_path, monkeypatch):
+    """Statistics and the finiteness check are read at log lines and checkpoints, not inside a step
+    (on a GPU each read would stall the step): every Tensor-to-Python conversion raises meanwhile,
+    except host-side work that no device waits for: draws of the CPU generator (whether and where to
+    mix styles) and Adam's step counters (CPU tensors unless the optimiser is capturable)."""
+    trainer = _trainer(prepared_tiny, tmp_path, "augment.enabled=true", "augment.interval=1000")
+    originals = {name: getattr(torch.Tensor, name) for name in HOST_READS}
+
+    def host_side(fn):
+        def call(*args, **kwargs):
+            refusing = {name: getattr(torch.Tensor, name) for name in HOST_READS}
+            for name, method in originals.items():
+                setattr(torch.Tensor, name, method)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                for name, method in refusing.items():
+                    setattr(torch.Tensor, name, method)
+
+        return call
+
+    trainer.rand.scalar, trainer.rand.randint = host_side(trainer.rand.scalar), host_side(trainer.rand.randint)
+    trainer.opt_G.step, trainer.opt_D.step = host_side(trainer.opt_G.step), host_side(trainer.opt_D.step)
+    for _ in range(14):  # through the segmentation event (step 12), with R1 steps among them
+        with monkeypatch.context() as m:
+            for name in HOST_READS:
+                m.setattr(torch.Tensor, name, _refuse(name))
+            trainer.train_step()
+    trainer.feeder.close()
+    means = trainer.read_stats()
+    assert {"loss_D", "loss_G", "r1", "real_score"} <= means.keys()
+    assert trainer.stats.sums == {}  # read and reset
+
+
+def _refuse(name):
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"Tensor.{name} called inside a training step")
+
+    return refuse

@@ -104,23 +104,27 @@ class AdaController:
         self.last_rt = 0.0
 
     def accumulate(self, real_logits: torch.Tensor) -> None:
-        self.sign_sum += float(torch.sign(real_logits.detach()).sum())
+        """Adds up signs on the logits' device: the host reads them only when p is adjusted, every
+        `interval` steps (as StyleGAN2-ADA does), not in every step."""
+        self.sign_sum = self.sign_sum + torch.sign(real_logits.detach()).sum().double()
         self.count += real_logits.numel()
 
     def maybe_adjust(self, step: int, global_batch: int, all_reduce=None) -> None:
         """Every `interval` steps move p toward the target; all_reduce sums (sign_sum, count) over ranks."""
         if not self.cfg.enabled or self.cfg.fixed_p is not None or (step + 1) % self.cfg.interval:
             return
-        stats = torch.tensor([self.sign_sum, float(self.count)], dtype=torch.float64)
+        sign_sum = torch.as_tensor(self.sign_sum, dtype=torch.float64)
+        stats = torch.stack([sign_sum, torch.tensor(float(self.count), dtype=torch.float64, device=sign_sum.device)])
         if all_reduce is not None:
             stats = all_reduce(stats)
-        self.last_rt = float(stats[0] / max(stats[1], 1))
+        stats = stats.cpu()
+        self.last_rt = float(stats[0] / max(float(stats[1]), 1))
         step_size = global_batch * self.cfg.interval / (self.cfg.adjust_kimg * 1000)
         self.p = min(max(self.p + math.copysign(step_size, self.last_rt - self.cfg.target), 0.0), 1.0)
         self.sign_sum, self.count = 0.0, 0
 
     def state_dict(self) -> dict:
-        return {"p": self.p, "sign_sum": self.sign_sum, "count": self.count, "last_rt": self.last_rt}
+        return {"p": self.p, "sign_sum": float(self.sign_sum), "count": self.count, "last_rt": self.last_rt}
 
     def load_state_dict(self, state: dict) -> None:
         self.p, self.sign_sum = float(state["p"]), float(state["sign_sum"])

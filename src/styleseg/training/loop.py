@@ -62,6 +62,30 @@ def mask_for_d(probs: torch.Tensor, fake: bool, mode: str, noise_std: float, ran
     return probs
 
 
+class StepStatistics:
+    """Per-step statistics summed where they were computed (on the training device), so a step
+    never waits for the host; `means` reads them all in one transfer."""
+
+    def __init__(self):
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = {}
+        self.first_step = 0
+
+    def add(self, stats: dict[str, torch.Tensor]) -> None:
+        for name, value in stats.items():
+            self.sums[name] = self.sums[name] + value.float() if name in self.sums else value.float()
+            self.counts[name] = self.counts.get(name, 0) + 1
+
+    def means(self) -> dict[str, float]:
+        if not self.sums:
+            return {}
+        values = torch.stack(list(self.sums.values())).cpu().tolist()
+        return {name: v / self.counts[name] for name, v in zip(self.sums, values)}
+
+    def reset(self, step: int) -> None:
+        self.sums, self.counts, self.first_step = {}, {}, step
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig, data: PreparedDataset, run: Path, device: torch.device):
         self.cfg, self.data, self.run, self.device = cfg, data, run, device
@@ -119,6 +143,7 @@ class Trainer:
         self.ada = AdaController(cfg.augment)
         self.rand = BatchRandom(self.rank, self.world, device)
         self.images_seen, self.step = 0, 0
+        self.stats = StepStatistics()
         self.structure: tuple | None = None
         self.next_snapshot = self.next_checkpoint = 0
         self.stop_signal: int | None = None
@@ -178,6 +203,7 @@ class Trainer:
         }
 
     def save(self) -> Path:
+        self.read_stats(reset=False)  # never checkpoint a run whose losses went non-finite
         dist.check_consistent({"G": self.G, "D": self.D, "G_ema": self.G_ema})
         path = None
         if dist.is_main():
@@ -313,17 +339,17 @@ class Trainer:
         if do_r1:
             r1 = r1_penalty(real_logits, real_list)
             loss_d = loss_d + r1 * (cfg.optim.r1_gamma / 2 * cfg.optim.r1_interval)
-            stats["r1"] = float(r1.detach())
+            stats["r1"] = r1.detach()
         if not logistic:
             mixed = [parts_img[2]] + ([parts_seg[2]] if r_seg is not None else [])
             gp = gradient_penalty(logits[2 * batch :], mixed)
             loss_d = loss_d + cfg.optim.gp_weight * gp
-            stats["gp"] = float(gp.detach())
+            stats["gp"] = gp.detach()
         self.opt_D.zero_grad(set_to_none=True)
         loss_d.backward()
         self.opt_D.step()
         self.ada.accumulate(real_logits)  # every real sample, both heads: they share the trunk that overfits
-        stats.update(real_score=float(real_logits.detach().mean()), fake_score=float(fake_logits.detach().mean()))
+        stats.update(real_score=real_logits.detach().mean(), fake_score=fake_logits.detach().mean())
         return stats, loss_d
 
     def g_step(self, st: GrowthState, batch: int, d_args: dict, g_args: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -374,14 +400,24 @@ class Trainer:
         )
         self.ada.maybe_adjust(self.step, global_batch, dist.all_reduce_sum)
         self.step += 1
-        loss_d_value, loss_g_value = float(loss_d.detach()), float(loss_g.detach())
-        if not (math.isfinite(loss_d_value) and math.isfinite(loss_g_value)):
+        stats.update(loss_D=loss_d.detach(), loss_G=loss_g.detach())
+        self.stats.add(stats)
+
+    def read_stats(self, reset: bool = True) -> dict[str, float]:
+        """Means of the step statistics since the last reset, read from the device at once (a step
+        itself never waits for the host); a non-finite loss among them stops the run. Read at every
+        log line (`log_every` steps) and before every checkpoint, so no checkpoint holds a diverged run."""
+        means = self.stats.means()
+        bad = {k: v for k, v in means.items() if k.startswith("loss_") and not math.isfinite(v)}
+        if bad:
             raise TrainingError(
-                f"non-finite loss at kimg {self.kimg:.2f} (step {self.step}): D {loss_d_value}, G {loss_g_value}; "
-                f"stopped without saving, the last good checkpoint is in {self.run / 'checkpoints'}"
+                f"non-finite loss in steps {self.stats.first_step + 1}-{self.step} (kimg {self.kimg:.2f}): "
+                + ", ".join(f"{k[5:]} {v}" for k, v in bad.items())
+                + f"; stopped without saving, the last good checkpoint is in {self.run / 'checkpoints'}"
             )
-        stats.update(loss_D=loss_d_value, loss_G=loss_g_value)
-        return stats
+        if reset:
+            self.stats.reset(self.step)
+        return means
 
     # ----- outputs -----
     @torch.no_grad()
@@ -467,9 +503,10 @@ class Trainer:
                     self.next_checkpoint += int(cfg.checkpoint_kimg * 1000)
                 if due:
                     self.save()
-            stats = self.train_step()
+            self.train_step()
             bar.update(self.images_seen - bar.n)
             if self.step % cfg.log_every == 0 or self.images_seen >= total:
+                stats = self.read_stats()  # means over the steps since the last line
                 elapsed = time.perf_counter() - t_start
                 wait, batches = self.feeder.take_wait()
                 st = self.growth()
