@@ -173,19 +173,24 @@ def _train_sets(regime: Regime, ds, train_idx, gen, gen_idx, seed: int, mix: flo
     return real + generated, None, None
 
 
+def check_real_subset(ds: PreparedDataset, opts: EvalOptions) -> None:
+    if opts.real_subset is None:
+        return
+    outside = sorted(set(opts.real_subset) - set(ds.indices("train", labeled_only=True).tolist()))
+    if outside or opts.low_labels != [len(opts.real_subset)]:
+        raise StylesegError(
+            f"the real subset ({len(opts.real_subset)} samples) must lie in {ds.root}'s labelled train split "
+            f"(not: {outside[:5]}) and be the only N of the 'N real' regimes (got {opts.low_labels})"
+        )
+
+
 def usefulness(ds, gen, filtered_idx, opts: EvalOptions, device, cache: Path, log) -> dict:
     """Every regime (and its filtered variant) x seeds; scores on the report half of validation and on
     test where there is one; paired differences to the baselines."""
     train_idx = ds.indices("train", labeled_only=True)
     select = (ds, validation_halves(ds)[0])
     has_test = len(ds.indices("test", labeled_only=True)) > 0
-    if opts.real_subset is not None:
-        outside = sorted(set(opts.real_subset) - set(train_idx.tolist()))
-        if outside or opts.low_labels != [len(opts.real_subset)]:
-            raise StylesegError(
-                f"the real subset ({len(opts.real_subset)} samples) must lie in {ds.root}'s labelled train split "
-                f"(not: {outside[:5]}) and be the only N of the 'N real' regimes (got {opts.low_labels})"
-            )
+    check_real_subset(ds, opts)
     candidates = regimes(opts.low_labels, with_generated=gen is not None)
     wanted = {r.name for r in candidates}
     if opts.regimes:
@@ -327,6 +332,7 @@ def evaluate(
             f"{model.path}: model resolution {list(model.config.model.resolution)} differs from the "
             f"dataset's {list(ds.resolution)}; prepare the data at the model resolution"
         )
+    check_real_subset(ds, opts)  # before any training, so a wrong subset costs nothing
     names = ds.class_map.classes
     select = (ds, validation_halves(ds)[0])
     ref_cfg = SegmenterConfig(

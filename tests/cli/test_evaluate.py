@@ -124,3 +124,41 @@ def test_segmenter_eval_reads_styleseg_data(trained_segmenter, prepared_tiny, mo
     monkeypatch.delenv("STYLESEG_DATA")
     assert main(["segmenter", "eval", "--ckpt", str(trained_segmenter)]) == 2
     assert "pass --data DIR or set STYLESEG_DATA" in capsys.readouterr().err
+
+
+def test_real_subset_fixes_the_real_samples_of_every_seed(prepared_tiny):
+    from styleseg.data.store import PreparedDataset
+    from styleseg.evaluate import _train_sets
+    from styleseg.metrics.usefulness import Regime
+
+    ds = PreparedDataset(prepared_tiny)
+    train = ds.indices("train", labeled_only=True)
+    subset = train[[5, 1, 3]].tolist()
+    regime = Regime("3 real", 3, False)
+    picks = [_train_sets(regime, ds, train, None, None, seed, 0.5, subset)[0][0][1] for seed in range(3)]
+    assert all(p.tolist() == sorted(subset) for p in picks)
+    drawn = [_train_sets(regime, ds, train, None, None, seed, 0.5)[0][0][1].tolist() for seed in range(3)]
+    assert len({tuple(d) for d in drawn}) > 1  # without a subset each seed draws its own
+
+
+def test_segmenter_init_must_match_classes_and_width(trained_segmenter, prepared_tiny, tmp_path, capsys):
+    argv = ["segmenter", "train", "--data", str(prepared_tiny), "--cache", str(tmp_path / "c2"), "--device", "cpu"]
+    assert main([*argv, "--out", str(tmp_path / "ok"), "--init", str(trained_segmenter)]) == 0
+    assert "started from" in capsys.readouterr().out
+    meta = json.loads((tmp_path / "ok" / "segmenter.json").read_text())
+    assert (
+        meta["init"]["folder"] == str(trained_segmenter) and meta["seconds_including_init"] >= meta["budget"]["seconds"]
+    )
+    cfg = json.loads((trained_segmenter / "segmenter.json").read_text())
+    cfg["config"]["width"] = 16
+    (trained_segmenter / "segmenter.json").write_text(json.dumps(cfg))
+    assert main([*argv, "--out", str(tmp_path / "bad"), "--init", str(trained_segmenter)]) == 2
+    assert "width 16 cannot start one of" in capsys.readouterr().err
+
+
+def test_evaluate_refuses_a_subset_outside_the_train_split(checkpoint, prepared_tiny, tmp_path, capsys):  # noqa: F811
+    subset = tmp_path / "labels.json"
+    subset.write_text(json.dumps({"labeled_indices": [0, 1, 10_000]}))
+    argv = ["evaluate", "--ckpt", str(checkpoint), "--data", str(prepared_tiny), "--out", str(tmp_path / "e")]
+    assert main([*argv, "--n", "8", "--cache", str(tmp_path / "c"), "--real-subset", str(subset)]) == 2
+    assert "must lie in" in capsys.readouterr().err
