@@ -207,3 +207,21 @@ def test_segmenter_learns_a_learnable_task_and_not_random_labels(tmp_path):
     assert results[True]["miou"] > 0.8
     # random labels: a third of the pixels in each class; the best a segmenter can do is chance level
     assert results[False]["miou"] < 0.3
+
+
+def test_soft_dice_weighs_a_rare_class_as_much_as_a_common_one():
+    from styleseg.metrics.segmenter import soft_dice_loss
+
+    target = torch.zeros(2, 16, 16, dtype=torch.long)
+    target[:, :2, :2] = 1  # a rare class: 4 of 256 pixels
+    confident = torch.nn.functional.one_hot(target, 3).permute(0, 3, 1, 2).float() * 20
+    assert soft_dice_loss(confident, target) < 1e-3  # right everywhere
+    misses_rare = confident.clone()
+    misses_rare[:, 1, :2, :2] = 0
+    misses_rare[:, 0, :2, :2] = 20  # the rare class called background: 1.6 % of pixels wrong
+    ce = torch.nn.functional.cross_entropy(misses_rare, target)
+    dice = soft_dice_loss(misses_rare, target)
+    assert dice > 0.45  # half the present classes (the rare one) fully missed
+    assert ce < 0.35  # cross-entropy sees 1.6 % of the pixels
+    # a class absent from the targets does not count (its Dice is undefined)
+    assert torch.isclose(soft_dice_loss(confident[:, :2], target), soft_dice_loss(confident, target), atol=1e-4)
