@@ -225,3 +225,33 @@ def test_soft_dice_weighs_a_rare_class_as_much_as_a_common_one():
     assert ce < 0.35  # cross-entropy sees 1.6 % of the pixels
     # a class absent from the targets does not count (its Dice is undefined)
     assert torch.isclose(soft_dice_loss(confident[:, :2], target), soft_dice_loss(confident, target), atol=1e-4)
+
+
+def test_concurrent_evaluations_train_a_cached_segmenter_once(prepared_tiny, tmp_path, monkeypatch):
+    import threading
+
+    from styleseg.data.store import PreparedDataset
+    from styleseg.metrics import segmenter as seg
+
+    ds = PreparedDataset(prepared_tiny)
+    cfg = seg.SegmenterConfig(num_classes=ds.class_map.num_classes, width=8, max_steps=4, eval_every=2, batch=4)
+    trained, real_train = [], seg.train_segmenter
+
+    def counting_train(*args, **kwargs):
+        trained.append(threading.get_ident())
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(seg, "train_segmenter", counting_train)
+    logs = []
+    sets = [(ds, ds.indices("train", labeled_only=True))]
+    workers = [
+        threading.Thread(
+            target=seg.cached_segmenter, args=(tmp_path, sets, cfg, torch.device("cpu")), kwargs={"log": logs.append}
+        )
+        for _ in range(2)
+    ]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert len(trained) == 1 and any("reusing cached segmenter" in line for line in logs)

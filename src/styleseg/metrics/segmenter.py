@@ -15,6 +15,7 @@ Everything that reads a dataset streams it in chunks: memory stays bounded whate
 from __future__ import annotations
 
 import copy
+import fcntl
 import hashlib
 import json
 import math
@@ -360,15 +361,21 @@ def cached_segmenter(
         "init": None if init is None else init[1],
     }
     folder = Path(cache) / fingerprint(datasets, cfg, extra)
-    if (folder / "segmenter.json").exists():
-        model, meta = load_segmenter(folder, device)
-        log(f"  reusing cached segmenter {folder}")
-        return model, folder, meta.get("budget", {})
-    model, budget = train_segmenter(datasets, cfg, device, select, log, weights, None if init is None else init[0])
-    info = {
-        "datasets": [str(ds.root) for ds, _ in datasets],
-        "train_samples": int(sum(len(i) for _, i in datasets)),
-        "budget": budget,
-    }
-    save_segmenter(model, cfg, folder, info)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    # One trainer per fingerprint: evaluations sharing a cache wait for each other's segmenter
+    # instead of training the same one twice.
+    with open(folder.parent / f"{folder.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (folder / "segmenter.json").exists():
+            model, meta = load_segmenter(folder, device)
+            log(f"  reusing cached segmenter {folder}")
+            return model, folder, meta.get("budget", {})
+        init_state = None if init is None else init[0]
+        model, budget = train_segmenter(datasets, cfg, device, select, log, weights, init_state)
+        info = {
+            "datasets": [str(ds.root) for ds, _ in datasets],
+            "train_samples": int(sum(len(i) for _, i in datasets)),
+            "budget": budget,
+        }
+        save_segmenter(model, cfg, folder, info)
     return model, folder, budget
