@@ -190,7 +190,6 @@ def usefulness(ds, gen, filtered_idx, opts: EvalOptions, device, cache: Path, lo
     train_idx = ds.indices("train", labeled_only=True)
     select = (ds, validation_halves(ds)[0])
     has_test = len(ds.indices("test", labeled_only=True)) > 0
-    check_real_subset(ds, opts)
     candidates = regimes(opts.low_labels, with_generated=gen is not None)
     wanted = {r.name for r in candidates}
     if opts.regimes:

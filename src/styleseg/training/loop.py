@@ -144,6 +144,7 @@ class Trainer:
         self.rand = BatchRandom(self.rank, self.world, device)
         self.images_seen, self.step = 0, 0
         self.stats = StepStatistics()
+        self._pair_flags: dict[tuple[int, int], torch.Tensor] = {}
         self.structure: tuple | None = None
         self.next_snapshot = self.next_checkpoint = 0
         self.stop_signal: int | None = None
@@ -272,7 +273,10 @@ class Trainer:
         """(batch,) bool, True for the samples D judges as pairs; None where D has one head."""
         if not self.D.final.has_pair_head:
             return None
-        return torch.from_numpy(~photo_positions(batch, self.photos_in(st, batch))).to(self.device)
+        key = (batch, self.photos_in(st, batch))
+        if key not in self._pair_flags:  # a handful of patterns per run: build each once, not twice a step
+            self._pair_flags[key] = torch.from_numpy(~photo_positions(*key)).to(self.device)
+        return self._pair_flags[key]
 
     def real_inputs(self, st: GrowthState, batch: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """This step's real batch; the next step's starts reading in the background."""
