@@ -43,6 +43,7 @@ from styleseg.metrics.segmenter import (
     cached_segmenter,
     embed_store,
     evaluate_segmenter,
+    load_segmenter,
     predict,
     scores_from_confusion,
     validation_halves,
@@ -69,6 +70,10 @@ class EvalOptions:
     """Also run the generated regimes on the best-agreeing fraction of generated pairs."""
     regimes: list[str] | None = None
     """Only these usefulness regimes (names as printed); None: all."""
+    reference: str | None = None
+    """A segmenter folder written by `segmenter train` to use as the reference instead of training
+    one (e.g. one fine-tuned at this resolution from a half-resolution start); its ceiling is still
+    measured here, on this dataset's validation report half."""
     segmenter_width: int = 24
     segmenter_max_steps: int = 3000
     """Upper bound on the reference segmenter's steps (it stops earlier, on validation)."""
@@ -334,14 +339,19 @@ def evaluate(
     check_real_subset(ds, opts)  # before any training, so a wrong subset costs nothing
     names = ds.class_map.classes
     select = (ds, validation_halves(ds)[0])
-    ref_cfg = SegmenterConfig(
-        num_classes=len(names),
-        width=opts.segmenter_width,
-        max_steps=opts.segmenter_max_steps,
-        dice_weight=opts.dice_weight,
-    )
-    log("reference segmenter on the real training split")
-    ref, ref_path, ref_budget = cached_segmenter(cache, [(ds, ds.indices("train", True))], ref_cfg, device, select, log)
+    if opts.reference is not None:
+        ref, ref_path, ref_budget, ref_cfg = given_reference(Path(opts.reference), len(names), device, log)
+    else:
+        ref_cfg = SegmenterConfig(
+            num_classes=len(names),
+            width=opts.segmenter_width,
+            max_steps=opts.segmenter_max_steps,
+            dice_weight=opts.dice_weight,
+        )
+        log("reference segmenter on the real training split")
+        ref, ref_path, ref_budget = cached_segmenter(
+            cache, [(ds, ds.indices("train", True))], ref_cfg, device, select, log
+        )
     ceiling = {"val": evaluate_segmenter(ref, ds, "val", device)}
     if len(ds.indices("test", labeled_only=True)):
         ceiling["test"] = evaluate_segmenter(ref, ds, "test", device)
@@ -394,6 +404,23 @@ def evaluate(
 
     write_report(metrics, out / "report.html", gen, ds, extents)
     return metrics
+
+
+def given_reference(folder: Path, num_classes: int, device: torch.device, log=print):
+    """(model, folder, budget, config) of a reference segmenter trained elsewhere; its budget counts a
+    starting segmenter's too (`segmenter train --init`), so the ceiling's cost is stated in full."""
+    model, meta = load_segmenter(folder, device)
+    cfg = SegmenterConfig(**meta["config"])
+    if cfg.num_classes != num_classes:
+        raise StylesegError(
+            f"{folder}: the reference segmenter predicts {cfg.num_classes} classes; the dataset has {num_classes}"
+        )
+    budget = dict(meta.get("budget", {}))
+    if "seconds_including_init" in meta:
+        budget["seconds_including_init"] = meta["seconds_including_init"]
+        budget["init"] = meta.get("init")
+    log(f"reference segmenter: {folder} (given, not trained here)")
+    return model, folder, budget, cfg
 
 
 def _nan_to_none(d: dict) -> dict:

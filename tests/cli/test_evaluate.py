@@ -162,3 +162,23 @@ def test_evaluate_refuses_a_subset_outside_the_train_split(checkpoint, prepared_
     argv = ["evaluate", "--ckpt", str(checkpoint), "--data", str(prepared_tiny), "--out", str(tmp_path / "e")]
     assert main([*argv, "--n", "8", "--cache", str(tmp_path / "c"), "--real-subset", str(subset)]) == 2
     assert "must lie in" in capsys.readouterr().err
+
+
+def test_evaluate_uses_a_given_reference_segmenter(checkpoint, trained_segmenter, prepared_tiny, tmp_path, capsys):  # noqa: F811
+    argv = ["evaluate", "--ckpt", str(checkpoint), "--data", str(prepared_tiny), "--n", "8", "--seeds", "1"]
+    argv += ["--regimes", "real", "--cache", str(tmp_path / "c"), "--device", "cpu"]
+    assert main([*argv, "--out", str(tmp_path / "e"), "--reference", str(trained_segmenter)]) == 0
+    out = capsys.readouterr().out
+    assert "given, not trained here" in out and "reference segmenter on the real training split" not in out
+    m = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert m["segmenter"]["path"] == str(trained_segmenter)
+    # the ceiling is measured here, on this dataset, and is what `segmenter eval` prints for it
+    assert main(["segmenter", "eval", "--ckpt", str(trained_segmenter), "--data", str(prepared_tiny)]) == 0
+    assert f"mIoU {m['segmenter']['val']['miou']:.3f}" in capsys.readouterr().out
+
+    meta = json.loads((trained_segmenter / "segmenter.json").read_text())
+    meta["config"]["num_classes"] += 1
+    (trained_segmenter / "segmenter.json").write_text(json.dumps(meta))
+    assert main([*argv, "--out", str(tmp_path / "bad"), "--reference", str(trained_segmenter)]) == 2
+    err = capsys.readouterr().err
+    assert str(trained_segmenter) in err and not (tmp_path / "bad" / "metrics.json").exists()

@@ -59,6 +59,12 @@ def register(sub) -> None:
         "'N real' regimes use exactly these samples for every seed",
     )
     p.add_argument("--regimes", default=None, help="only these usefulness regimes, comma-separated (and baselines)")
+    p.add_argument(
+        "--reference",
+        default=None,
+        help="a folder written by `segmenter train` to use as the reference segmenter instead of training "
+        "one here (its ceiling is still measured on this dataset)",
+    )
     p.add_argument("--segmenter-width", type=int, default=24, help="reference segmenter width (default 24)")
     p.add_argument("--segmenter-max-steps", type=int, default=3000, help="upper bound on reference segmenter steps")
     p.add_argument(
@@ -88,6 +94,13 @@ def register(sub) -> None:
     t.add_argument("--cache", default=str(DEFAULT_CACHE))
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--max-steps", type=int, default=SegmenterConfig.max_steps, help="upper bound on steps")
+    t.add_argument(
+        "--width",
+        type=int,
+        default=SegmenterConfig.width,
+        help="channels of the first level, doubled at each of three down-sampling steps "
+        f"(default {SegmenterConfig.width})",
+    )
     t.add_argument(
         "--dice-weight",
         type=float,
@@ -130,6 +143,7 @@ def cmd_evaluate(args) -> int:
         mix=args.mix,
         filter_keep=args.filter_keep,
         regimes=args.regimes.split(",") if args.regimes else None,
+        reference=args.reference,
         segmenter_width=args.segmenter_width,
         segmenter_max_steps=args.segmenter_max_steps,
         usefulness_max_steps=args.usefulness_max_steps,
@@ -167,7 +181,11 @@ def cmd_seg_train(args) -> int:
         e = PreparedDataset(Path(extra))
         sets.append((e, np.flatnonzero(e.labeled)))  # every labeled sample of an extra set
     cfg = SegmenterConfig(
-        num_classes=ds.class_map.num_classes, seed=args.seed, max_steps=args.max_steps, dice_weight=args.dice_weight
+        num_classes=ds.class_map.num_classes,
+        width=args.width,
+        seed=args.seed,
+        max_steps=args.max_steps,
+        dice_weight=args.dice_weight,
     )
     select = (ds, validation_halves(ds)[0])
     init = starting_point(Path(args.init), cfg) if args.init else None
