@@ -9,7 +9,7 @@ from styleseg.data.store import EpochSampler, PreparedDataset
 from styleseg.models.growth import GrowthState
 from styleseg.training.augment import augment
 from styleseg.training.feeder import RealBatchFeeder
-from styleseg.training.randomness import BatchRandom
+from styleseg.training.randomness import CounterRandom
 
 
 def _feeder(ds: PreparedDataset) -> RealBatchFeeder:
@@ -62,7 +62,7 @@ def test_augment_flip_swaps_left_and_right_channels():
     img = torch.zeros(8, 3, 8, 6)
     off = dict(translate=0, scale=0, rotate=0, aniso=0, brightness=0, contrast=0, saturation=0)
     cfg = AugmentConfig(xflip=1.0, **off)
-    out_img, out_seg = augment(img, seg, 1.0, cfg, BatchRandom(), mirror)
+    out_img, out_seg = augment(img, seg, 1.0, cfg, CounterRandom(0), mirror)
     flipped = out_seg[:, left].sum((1, 2)) == 0
     assert flipped.any() and (~flipped).any()  # about half the samples were flipped
     torch.testing.assert_close(out_seg[flipped][:, right, 2:5, 4:6], torch.ones(int(flipped.sum()), 3, 2))

@@ -15,10 +15,10 @@ import torch
 import torch.nn.functional as F
 
 from styleseg.config import AugmentConfig
-from styleseg.training.randomness import BatchRandom
+from styleseg.training.randomness import CounterRandom
 
 
-def _gate(rand: BatchRandom, b: int, p: float, strength: float, device) -> torch.Tensor:
+def _gate(rand: CounterRandom, b: int, p: float, strength: float, device) -> torch.Tensor:
     """(B,) 1.0 where an operation applies to the sample, else 0.0."""
     return (rand.rand(b) < p * strength).float().to(device)
 
@@ -28,7 +28,7 @@ def augment(
     seg: torch.Tensor | None,
     p: float,
     cfg: AugmentConfig,
-    rand: BatchRandom,
+    rand: CounterRandom,
     mirror: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """img (B, 3, H, W) in [-1, 1], seg (B, K, H, W) probabilities -> augmented copies.

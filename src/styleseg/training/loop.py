@@ -39,7 +39,7 @@ from styleseg.training.checkpoint import load_state, load_weights, save_checkpoi
 from styleseg.training.ema import ema_beta, ema_update
 from styleseg.training.feeder import RealBatchFeeder, photo_positions
 from styleseg.training.losses import d_logistic, d_wgan, g_nonsaturating, g_wgan, gradient_penalty, r1_penalty
-from styleseg.training.randomness import BatchRandom
+from styleseg.training.randomness import CounterRandom
 from styleseg.training.run_dir import RunLogger
 from styleseg.viz import grid, save_png, triplet, upscale, with_legend
 
@@ -48,7 +48,7 @@ class TrainingError(StylesegError):
     pass
 
 
-def mask_for_d(probs: torch.Tensor, fake: bool, mode: str, noise_std: float, rand: BatchRandom) -> torch.Tensor:
+def mask_for_d(probs: torch.Tensor, fake: bool, mode: str, noise_std: float, rand: CounterRandom) -> torch.Tensor:
     """What D sees of a mask (B, K, H, W): real masks are area fractions, fake ones softmax probabilities.
     'straight_through' shows fakes as hard one-hot maps whose gradient is the softmax's; 'noise' adds
     the same Gaussian noise to real and fake masks, hiding the sharpness gap between one-hot reals
@@ -141,7 +141,7 @@ class Trainer:
         )
         self.level_mirrors = [torch.from_numpy(lvl.mirror_lut()).to(device) for lvl in self.levels]
         self.ada = AdaController(cfg.augment)
-        self.rand = BatchRandom(self.rank, self.world, device)
+        self.rand = CounterRandom(cfg.seed, self.rank, self.world, device)
         self.images_seen, self.step = 0, 0
         self.stats = StepStatistics()
         self._pair_flags: dict[tuple[int, int], torch.Tensor] = {}
@@ -375,6 +375,7 @@ class Trainer:
 
     def train_step(self) -> dict:
         cfg, st = self.cfg, self.growth()
+        self.rand.start_step(self.step)  # this step's numbers: a function of the step, so resume is exact
         if st.structure != self.structure:
             self.apply_growth(st)
         batch = cfg.optim.at_stage(cfg.optim.batch, st.stage)
