@@ -18,6 +18,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from styleseg.config import TrainConfig
 from styleseg.data.store import PreparedDataset
 from styleseg.sampling import seed_latents
+from styleseg.training.compiled import compiled_graphs
 from styleseg.training.loop import Trainer
 
 
@@ -63,6 +64,10 @@ class BenchResult:
     seconds_per_kimg: float
     timed_steps: int
     compile_seconds: float
+    compiled_graphs: int
+    """Graphs torch.compile built for the warm-up steps (0 without --compile)."""
+    graphs_compiled_while_timed: int
+    """Graphs built during the timed steps: 0 unless something recompiles from step to step."""
     peak_rss_mib: float
     peak_cuda_mib: float | None
 
@@ -159,13 +164,11 @@ def run_bench(
 ) -> BenchResult:
     with tempfile.TemporaryDirectory() as tmp:
         data = data or synthetic_store(cfg, "ccp-12", Path(tmp))
+        cfg.compile = compile_model  # the trainer's own compilation: G, and D in the generator step
         trainer = Trainer(cfg, data, Path(tmp), device)
         trainer.logger.enabled = False
         compile_seconds = 0.0
-        if compile_model:
-            # The D step stays eager: its lazy R1 needs double backward, which compiled graphs lack.
-            trainer.G_ddp = torch.compile(trainer.G_ddp)
-            trainer.D = torch.compile(trainer.D)  # the G step reaches D through the raw module
+        graphs_before = compiled_graphs()
         batch = cfg.optim.at_stage(cfg.optim.batch, cfg.model.num_stages - 1)
         start = time.perf_counter()
         for _ in range(warmup):
@@ -180,10 +183,12 @@ def run_bench(
             trainer.train_step()
         _sync(device)
         t0 = time.perf_counter()
+        graphs_warm = compiled_graphs()
         for _ in range(steps):
             trainer.train_step()
         _sync(device)
         step_seconds = (time.perf_counter() - t0) / steps
+        graphs_timed = compiled_graphs() - graphs_warm  # 0 when nothing recompiles step to step
         flops_r1 = count_flops(trainer.train_step) / batch  # trainer.step is again an interval's start
         flops_plain = count_flops(trainer.train_step) / batch
         train_flops = (flops_r1 + (interval - 1) * flops_plain) / interval
@@ -230,6 +235,8 @@ def run_bench(
             seconds_per_kimg=round(1000 / train_ips, 1),
             timed_steps=steps,
             compile_seconds=round(compile_seconds, 1),
+            compiled_graphs=graphs_warm - graphs_before,
+            graphs_compiled_while_timed=graphs_timed,
             peak_rss_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             peak_cuda_mib=round(torch.cuda.max_memory_allocated(device) / 2**20, 1) if device.type == "cuda" else None,
         )

@@ -50,7 +50,8 @@ class ModelConfig:
     w_avg_beta: float = 0.995
     """Decay of the tracked average w used by the truncation trick."""
     style_mixing_prob: float = 0.9
-    """Probability of mixing two latents during training (style mixing regularisation)."""
+    """Probability that a training sample mixes two latents at a random layer (style mixing
+    regularisation), decided per sample."""
     truncation_cutoff: int | None = None
     """Number of style layers ψ applies to (from the coarsest); None = all layers."""
 
@@ -232,6 +233,9 @@ class TrainConfig:
     """Use channels_last memory format."""
     threads: int | None = None
     """CPU threads for torch (None: torch's default)."""
+    compile: bool = False
+    """torch.compile G, and D where the generator step calls it, once per growth phase (D's own step
+    stays eager: lazy R1 takes a double backward); the graph count goes to the log."""
     snapshot_kimg: float = 10.0
     """Write a sample grid every this many kimg."""
     checkpoint_kimg: float = 20.0

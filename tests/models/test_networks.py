@@ -131,6 +131,9 @@ def test_style_mixing_and_truncation(nets):
     mixed = G.styles(z, mix_z=mix, mix_cut=3)
     torch.testing.assert_close(mixed[:, :3], G.styles(z)[:, :3])
     torch.testing.assert_close(mixed[:, 3:], G.styles(mix)[:, 3:])
+    per_sample = G.styles(z, mix_z=mix, mix_cut=torch.tensor([3, G.num_ws]))  # the second sample mixes nothing
+    torch.testing.assert_close(per_sample[0], mixed[0])
+    torch.testing.assert_close(per_sample[1], G.styles(z)[1])
 
 
 def test_growth_schedule():

@@ -112,7 +112,12 @@ def cmd_bench(args) -> int:
     print(
         f"  peak RSS {r.peak_rss_mib} MiB"
         + (f", peak CUDA {r.peak_cuda_mib} MiB" if r.peak_cuda_mib else "")
-        + (f", compile {r.compile_seconds} s" if r.compile else "")
+        + (
+            f", compile {r.compile_seconds} s ({r.compiled_graphs} graphs, "
+            f"{r.graphs_compiled_while_timed} more while timed)"
+            if r.compile
+            else ""
+        )
     )
     if args.json:
         Path(args.json).write_text(json.dumps(asdict(r), indent=2) + "\n")

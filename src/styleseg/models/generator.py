@@ -128,12 +128,20 @@ class Generator(nn.Module):
         return noise
 
     def styles(
-        self, z: torch.Tensor, psi: float = 1.0, mix_z: torch.Tensor | None = None, mix_cut: int | None = None
+        self,
+        z: torch.Tensor,
+        psi: float = 1.0,
+        mix_z: torch.Tensor | None = None,
+        mix_cut: int | torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """z (B, z_dim) -> ws (B, num_ws, w_dim), with optional style mixing and truncation."""
+        """z (B, z_dim) -> ws (B, num_ws, w_dim), with optional style mixing and truncation. Layers from
+        `mix_cut` on take mix_z's style: one cut for the batch (an int) or one per sample (a (B,) tensor;
+        a cut of num_ws mixes nothing). A tensor cut keeps a compiled graph the same whatever the cut."""
         ws = self.mapping(z)[:, None].repeat(1, self.num_ws, 1)
         if mix_z is not None and mix_cut is not None:
-            ws[:, mix_cut:] = self.mapping(mix_z)[:, None]
+            layer = torch.arange(self.num_ws, device=ws.device)
+            cut = torch.as_tensor(mix_cut, device=ws.device).reshape(-1, 1)  # (B or 1, 1)
+            ws = torch.where((layer >= cut)[..., None], self.mapping(mix_z)[:, None], ws)
         if psi != 1.0:
             cutoff = self.cfg.truncation_cutoff or self.num_ws
             ws[:, :cutoff] = self.w_avg.lerp(ws[:, :cutoff], psi)
@@ -174,7 +182,7 @@ class Generator(nn.Module):
         psi: float = 1.0,
         noise: list[torch.Tensor] | None = None,
         mix_z: torch.Tensor | None = None,
-        mix_cut: int | None = None,
+        mix_cut: int | torch.Tensor | None = None,
     ) -> GeneratorOutput:
         """Mapping, then synthesis. Randomness (z, noise, mixing) comes from the caller, so that a
         sample is a pure function of its seed and data-parallel ranks can slice one global batch."""

@@ -36,6 +36,7 @@ from styleseg.sampling import synthesize, to_class_ids, to_uint8_images
 from styleseg.training import distributed as dist
 from styleseg.training.augment import AdaController, augment
 from styleseg.training.checkpoint import load_state, load_weights, save_checkpoint
+from styleseg.training.compiled import compile_for_training, compiled_graphs, growth_phases
 from styleseg.training.ema import ema_beta, ema_update
 from styleseg.training.feeder import RealBatchFeeder, photo_positions
 from styleseg.training.losses import d_logistic, d_wgan, g_nonsaturating, g_wgan, gradient_penalty, r1_penalty
@@ -129,6 +130,11 @@ class Trainer:
             self.D_ddp = DistributedDataParallel(self.D, find_unused_parameters=True, **kwargs)
         else:
             self.G_ddp, self.D_ddp = self.G, self.D
+        # G as D's step calls it (no gradient, no DDP), D as G's step calls it (no second DDP reduction)
+        self.G_for_d, self.D_for_g = self.G, self.D
+        if cfg.compile:
+            phases = growth_phases(cfg.model.num_stages, len(self.levels))
+            self.G_ddp, self.G_for_d, self.D_for_g = compile_for_training([self.G_ddp, self.G, self.D], phases)
         flip = cfg.data.xflip
         image_sampler = EpochSampler(train_photos, cfg.seed, flip, self.rank, self.world)
         seg_sampler = EpochSampler(labeled, cfg.seed + 1, flip, self.rank, self.world) if len(labeled) else None
@@ -295,9 +301,14 @@ class Trainer:
             h, w = self.cfg.model.stage_shape(s)
             noise += [self.rand.randn(batch, 1, h, w) for _ in range(2)]
         mix_z = mix_cut = None
-        if self.rand.scalar() < self.cfg.model.style_mixing_prob:
-            mix_cut = self.rand.randint(1, 2 * (st.stage + 1))
+        if self.cfg.model.style_mixing_prob > 0:
+            # Each sample mixes with the probability at its own cut (1 .. layers in use - 1), drawn on
+            # the device: no host decision, and one compiled graph serves every cut.
+            layers = 2 * (st.stage + 1)
             mix_z = self.rand.randn(batch, self.cfg.model.z_dim)
+            cut = 1 + (self.rand.rand(batch) * (layers - 1)).long().clamp_max(layers - 2)
+            mixes = self.rand.rand(batch) < self.cfg.model.style_mixing_prob
+            mix_cut = torch.where(mixes, cut, self.G.num_ws)
         return {"z": z, "noise": noise, "mix_z": mix_z, "mix_cut": mix_cut}
 
     def d_inputs(self, img, seg_probs, fake: bool, seg_level: int | None):
@@ -317,7 +328,7 @@ class Trainer:
         real_img, real_seg = self.real_inputs(st, batch)
         lat = self.latents(st, batch)
         with torch.no_grad(), self.autocast:
-            fake = self.G(**lat, **g_args)
+            fake = self.G_for_d(**lat, **g_args)
         do_r1 = logistic and cfg.optim.r1_gamma > 0 and self.step % cfg.optim.r1_interval == 0
         real_list = [real_img] + ([real_seg] if real_seg is not None else [])
         if do_r1:
@@ -365,7 +376,7 @@ class Trainer:
             out = self.G_ddp(**lat, **g_args)
             seg_probs = out.seg.float().softmax(1) if out.seg is not None else None
             img, seg = self.d_inputs(out.img.float(), seg_probs, fake=True, seg_level=st.seg_level)
-            gen_logits = self.D(img, seg, **d_args, pair=self.pair_flags(st, batch)).float()
+            gen_logits = self.D_for_g(img, seg, **d_args, pair=self.pair_flags(st, batch)).float()
         loss_g = g_nonsaturating(gen_logits) if self.cfg.optim.loss == "logistic" else g_wgan(gen_logits)
         self.opt_G.zero_grad(set_to_none=True)
         loss_g.backward()
@@ -532,6 +543,8 @@ class Trainer:
                     "data_wait_ms": round(1000 * wait / max(batches, 1), 3),
                     **{k: round(v, 5) for k, v in stats.items()},
                 }
+                if cfg.compile:
+                    record["compiled_graphs"] = compiled_graphs()
                 self.logger.scalars(record, self.images_seen)
                 bar.set_postfix(
                     res=f"{h}x{w}",

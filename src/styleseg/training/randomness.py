@@ -83,11 +83,3 @@ class CounterRandom:
             return self._per_sample(self._next_key(), batch, shape, "normal_")
         u1 = self._uniform24(batch, shape, offset=1)  # (0, 1]: its log is finite
         return torch.sqrt(-2 * torch.log(u1)) * torch.cos(2 * math.pi * self._uniform24(batch, shape))
-
-    def scalar(self) -> float:
-        """One uniform number in [0, 1), the same on every rank, without touching a device."""
-        return (mix32(self._next_key()) >> 8) * 2.0**-24
-
-    def randint(self, low: int, high: int) -> int:
-        """An integer in [low, high), the same on every rank."""
-        return low + min(int(self.scalar() * (high - low)), high - low - 1)
