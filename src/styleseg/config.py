@@ -231,6 +231,8 @@ class TrainConfig:
     (training/precision.py); the choice is written into the run's config."""
     channels_last: bool = False
     """Use channels_last memory format."""
+    tf32: bool = True
+    """TF32 matrix products and convolutions on Ampere and newer GPUs (ignored elsewhere)."""
     threads: int | None = None
     """CPU threads for torch (None: torch's default)."""
     compile: bool = False

@@ -150,3 +150,23 @@ def test_dtype_auto_measures_chooses_and_records(prepared_tiny, tmp_path):
     assert chosen == probe["chosen"] in {"fp32", "bf16"}
     faster = "bf16" if probe["fp32_seconds"] / probe["bf16_seconds"] >= 1.1 else "fp32"
     assert chosen == faster
+    assert json.loads((run / "run.json").read_text())["tf32"] is False  # a CPU run: TF32 is a CUDA mode
+
+
+def test_tf32_is_left_alone_off_cuda():
+    from styleseg.training.precision import use_tf32
+
+    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    assert use_tf32(torch.device("cpu")) is False
+    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == before
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_tf32_on_ampere_and_newer():
+    from styleseg.training.precision import use_tf32
+
+    device = torch.device("cuda")
+    ampere = torch.cuda.get_device_capability(device)[0] >= 8
+    assert use_tf32(device) is ampere and torch.backends.cuda.matmul.allow_tf32 is ampere
+    assert use_tf32(device, enabled=False) is False and not torch.backends.cudnn.allow_tf32

@@ -13,7 +13,7 @@ from styleseg.cli.common import add_device_arg
 from styleseg.config import build_config
 from styleseg.data.store import PreparedDataset
 from styleseg.device import resolve_device
-from styleseg.training.precision import choose_dtype
+from styleseg.training.precision import choose_dtype, use_tf32
 
 
 def register(sub) -> None:
@@ -53,6 +53,7 @@ def cmd_bench(args) -> int:
     device = resolve_device(args.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    use_tf32(device, cfg.tf32)  # as training does; the bench then measures the TF32 peak
     if cfg.dtype == "auto":
         cfg.dtype, probe = choose_dtype(device, cfg.channels_last)
         fp32, bf16 = probe["fp32_seconds"], probe["bf16_seconds"]

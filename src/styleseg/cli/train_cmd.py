@@ -19,7 +19,7 @@ from styleseg.jsonio import write_json
 from styleseg.models.weights import load_json, resolve_checkpoint
 from styleseg.training import distributed as dist
 from styleseg.training.loop import Trainer, describe_schedule
-from styleseg.training.precision import choose_dtype
+from styleseg.training.precision import choose_dtype, use_tf32
 from styleseg.training.run_dir import latest_run_dir, new_run_dir, provenance
 
 
@@ -112,6 +112,7 @@ def cmd_train(args) -> int:
         device = torch.device("cuda", dist.local_rank())
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    tf32 = use_tf32(device, cfg.tf32)
     precision = None
     if cfg.dtype == "auto":
         cfg.dtype, precision = choose_dtype(device, cfg.channels_last)
@@ -137,6 +138,7 @@ def cmd_train(args) -> int:
             write_json(run / "config.json", to_dict(cfg))
             info = provenance(device, dist.world_size())
             info.update(data=str(data.root), resumed_from=str(resume_ckpt) if resume_ckpt else None)
+            info["tf32"] = tf32
             if precision:
                 info["dtype_probe"] = precision
             write_json(run / ("run.json" if resume_ckpt is None else f"resume-{trainer.images_seen:09d}.json"), info)

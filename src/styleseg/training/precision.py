@@ -43,3 +43,16 @@ def choose_dtype(device: torch.device, channels_last: bool = False, margin: floa
     fp32, bf16 = _probe(device, False, channels_last), _probe(device, True, channels_last)
     choice = "bf16" if fp32 / bf16 >= margin else "fp32"
     return choice, {"fp32_seconds": round(fp32, 5), "bf16_seconds": round(bf16, 5), "chosen": choice}
+
+
+def use_tf32(device: torch.device, enabled: bool = True) -> bool:
+    """TF32 for fp32 matrix products and convolutions on CUDA GPUs of compute capability 8 or more
+    (Ampere and newer): their tensor cores then run fp32 training at several times the strict-fp32
+    rate, with a 10-bit mantissa in the products (accumulation stays fp32). Other devices are left
+    as they are. Returns whether TF32 is on."""
+    if device.type != "cuda":
+        return False
+    on = enabled and torch.cuda.get_device_capability(device)[0] >= 8
+    torch.backends.cuda.matmul.allow_tf32 = on
+    torch.backends.cudnn.allow_tf32 = on
+    return on
