@@ -69,7 +69,8 @@ class EvalOptions:
     filter_keep: float | None = None
     """Also run the generated regimes on the best-agreeing fraction of generated pairs."""
     regimes: list[str] | None = None
-    """Only these usefulness regimes (names as printed); None: all."""
+    """Only these usefulness regimes (names as printed); None: all; []: none (agreement, realism and
+    label statistics only: minutes instead of hours, to compare checkpoints quickly)."""
     reference: str | None = None
     """A segmenter folder written by `segmenter train` to use as the reference instead of training
     one (e.g. one fine-tuned at this resolution from a half-resolution start); its ceiling is still
@@ -192,6 +193,9 @@ def check_real_subset(ds: PreparedDataset, opts: EvalOptions) -> None:
 def usefulness(ds, gen, filtered_idx, opts: EvalOptions, device, cache: Path, log) -> dict:
     """Every regime (and its filtered variant) x seeds; scores on the report half of validation and on
     test where there is one; paired differences to the baselines."""
+    if opts.regimes == []:
+        log("usefulness: skipped (--regimes none)")
+        return {}
     train_idx = ds.indices("train", labeled_only=True)
     select = (ds, validation_halves(ds)[0])
     has_test = len(ds.indices("test", labeled_only=True)) > 0
@@ -445,7 +449,9 @@ def summary_table(m: dict) -> str:
         f"agreement (generated mask vs segmenter on generated image, n={m['n']}): "
         f"mIoU {m['agreement']['miou']:.3f} ({m['agreement']['ratio_to_ceiling']:.2f} of the ceiling), "
         f"pixel acc {m['agreement']['pixel_accuracy']:.3f}",
-        "usefulness (segmenter mIoU on real val report half; mean ± std over seeds; paired difference, 95% interval):",
+        "usefulness (segmenter mIoU on real val report half; mean ± std over seeds; paired difference, 95% interval):"
+        if m["usefulness"]
+        else "usefulness: not measured (--regimes none)",
     ]
     for name, r in m["usefulness"].items():
         v = r["val"]

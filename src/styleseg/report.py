@@ -105,6 +105,8 @@ def _usefulness_plot(use: dict) -> str:
     except ImportError:
         return ""
     names = list(use)
+    if not names:
+        return ""
     fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(names)), 3.5))
     means = [use[n]["val"]["mean"] for n in names]
     stds = [use[n]["val"]["std"] for n in names]

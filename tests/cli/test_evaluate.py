@@ -164,14 +164,23 @@ def test_evaluate_refuses_a_subset_outside_the_train_split(checkpoint, prepared_
     assert "must lie in" in capsys.readouterr().err
 
 
-def test_evaluate_uses_a_given_reference_segmenter(checkpoint, trained_segmenter, prepared_tiny, tmp_path, capsys):  # noqa: F811
+def test_evaluate_with_a_given_reference_and_no_usefulness(
+    checkpoint,
+    trained_segmenter,
+    prepared_tiny,
+    tmp_path,
+    capsys,  # noqa: F811
+):
     argv = ["evaluate", "--ckpt", str(checkpoint), "--data", str(prepared_tiny), "--n", "8", "--seeds", "1"]
-    argv += ["--regimes", "real", "--cache", str(tmp_path / "c"), "--device", "cpu"]
+    argv += ["--regimes", "none", "--cache", str(tmp_path / "c-eval"), "--device", "cpu"]
     assert main([*argv, "--out", str(tmp_path / "e"), "--reference", str(trained_segmenter)]) == 0
     out = capsys.readouterr().out
     assert "given, not trained here" in out and "reference segmenter on the real training split" not in out
     m = json.loads((tmp_path / "e" / "metrics.json").read_text())
     assert m["segmenter"]["path"] == str(trained_segmenter)
+    # --regimes none: agreement, realism and labels only; no segmenter trained at all
+    assert m["usefulness"] == {} and "usefulness: not measured" in out and not (tmp_path / "c-eval").exists()
+    assert 0 <= m["agreement"]["miou"] <= 1 and (tmp_path / "e" / "report.html").exists()
     # the ceiling is measured here, on this dataset, and is what `segmenter eval` prints for it
     assert main(["segmenter", "eval", "--ckpt", str(trained_segmenter), "--data", str(prepared_tiny)]) == 0
     assert f"mIoU {m['segmenter']['val']['miou']:.3f}" in capsys.readouterr().out

@@ -58,7 +58,11 @@ def register(sub) -> None:
         help="labels.json of a run trained under a label budget (or a JSON list of sample indices): the "
         "'N real' regimes use exactly these samples for every seed",
     )
-    p.add_argument("--regimes", default=None, help="only these usefulness regimes, comma-separated (and baselines)")
+    p.add_argument(
+        "--regimes",
+        default=None,
+        help="only these usefulness regimes, comma-separated (and baselines); 'none' skips usefulness",
+    )
     p.add_argument(
         "--reference",
         default=None,
@@ -142,7 +146,7 @@ def cmd_evaluate(args) -> int:
         low_labels=low,
         mix=args.mix,
         filter_keep=args.filter_keep,
-        regimes=args.regimes.split(",") if args.regimes else None,
+        regimes=([] if args.regimes == "none" else args.regimes.split(",")) if args.regimes else None,
         reference=args.reference,
         segmenter_width=args.segmenter_width,
         segmenter_max_steps=args.segmenter_max_steps,
