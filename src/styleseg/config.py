@@ -116,6 +116,10 @@ class OptimConfig:
     """D's learning rate is lr times this (a two time-scale update rule when != 1)."""
     betas: tuple[float, float] = (0.0, 0.99)
     """Adam betas, as in StyleGAN."""
+    eps: float = 1e-8
+    """Adam's epsilon, as in StyleGAN. Adam scales every gradient to a step of about lr, so a gradient
+    that is pure float rounding (|g| >> eps but ~0 in exact arithmetic) still moves its weight by ~lr;
+    a larger epsilon damps such steps (the DDP equivalence test uses one)."""
     loss: str = "logistic"
     """'logistic' (non-saturating, with R1) or 'wgan-gp'."""
     r1_gamma: float = 10.0

@@ -165,11 +165,11 @@ def test_evaluate_refuses_a_subset_outside_the_train_split(checkpoint, prepared_
 
 
 def test_evaluate_with_a_given_reference_and_no_usefulness(
-    checkpoint,
+    checkpoint,  # noqa: F811
     trained_segmenter,
     prepared_tiny,
     tmp_path,
-    capsys,  # noqa: F811
+    capsys,
 ):
     argv = ["evaluate", "--ckpt", str(checkpoint), "--data", str(prepared_tiny), "--n", "8", "--seeds", "1"]
     argv += ["--regimes", "none", "--cache", str(tmp_path / "c-eval"), "--device", "cpu"]

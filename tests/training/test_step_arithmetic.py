@@ -113,7 +113,6 @@ def test_a_training_step_never_reads_a_tensor_on_the_host(prepared_tiny, tmp_pat
 
         return call
 
-    trainer.rand.scalar, trainer.rand.randint = host_side(trainer.rand.scalar), host_side(trainer.rand.randint)
     trainer.opt_G.step, trainer.opt_D.step = host_side(trainer.opt_G.step), host_side(trainer.opt_D.step)
     for _ in range(14):  # through the segmentation event (step 12), with R1 steps among them
         with monkeypatch.context() as m:

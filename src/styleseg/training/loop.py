@@ -121,8 +121,8 @@ class Trainer:
             self.G, self.D = self.G.to(memory_format=torch.channels_last), self.D.to(memory_format=torch.channels_last)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         betas = tuple(cfg.optim.betas)
-        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=cfg.optim.lr[0], betas=betas, eps=1e-8)
-        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=cfg.optim.lr[0], betas=betas, eps=1e-8)
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=cfg.optim.lr[0], betas=betas, eps=cfg.optim.eps)
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=cfg.optim.lr[0], betas=betas, eps=cfg.optim.eps)
         if self.world > 1:
             kwargs = {"device_ids": [device.index]} if device.type == "cuda" else {}
             # Inactive stages and class levels have no gradient in a given step, hence find_unused_parameters.
