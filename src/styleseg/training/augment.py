@@ -18,9 +18,9 @@ from styleseg.config import AugmentConfig
 from styleseg.training.randomness import CounterRandom
 
 
-def _gate(rand: CounterRandom, b: int, p: float, strength: float, device) -> torch.Tensor:
-    """(B,) 1.0 where an operation applies to the sample, else 0.0."""
-    return (rand.rand(b) < p * strength).float().to(device)
+def _gate(rand: CounterRandom, b: int, p: float, strength: float) -> torch.Tensor:
+    """(B,) 1.0 where an operation applies to the sample, else 0.0 (on the device rand draws on)."""
+    return (rand.rand(b) < p * strength).float()
 
 
 def augment(
@@ -41,15 +41,15 @@ def augment(
     # Geometry: a random 2x3 pixel-space transform per sample (identity where an op is off).
     eye = torch.eye(3, device=dev).repeat(b, 1, 1)
     m = eye.clone()
-    flip = 1 - 2 * (_gate(rand, b, p, cfg.xflip, dev) * (rand.rand(b).to(dev) < 0.5).float())
+    flip = 1 - 2 * (_gate(rand, b, p, cfg.xflip) * (rand.rand(b) < 0.5).float())
     m = m @ _scale(flip, torch.ones_like(flip))
-    t = _gate(rand, b, p, cfg.translate, dev)[:, None] * rand.randn(b, 2).to(dev) * 0.125
+    t = _gate(rand, b, p, cfg.translate)[:, None] * rand.randn(b, 2) * 0.125
     m = m @ _translate(t[:, 0] * w, t[:, 1] * h)
-    s = torch.exp2(_gate(rand, b, p, cfg.scale, dev) * rand.randn(b).to(dev) * 0.2)
+    s = torch.exp2(_gate(rand, b, p, cfg.scale) * rand.randn(b) * 0.2)
     m = m @ _scale(s, s)
-    r = _gate(rand, b, p, cfg.rotate, dev) * (rand.rand(b).to(dev) * 2 - 1) * math.pi
+    r = _gate(rand, b, p, cfg.rotate) * (rand.rand(b) * 2 - 1) * math.pi
     m = m @ _rotate(r)
-    a = torch.exp2(_gate(rand, b, p, cfg.aniso, dev) * rand.randn(b).to(dev) * 0.2)
+    a = torch.exp2(_gate(rand, b, p, cfg.aniso) * rand.randn(b) * 0.2)
     m = m @ _scale(a, 1 / a)
     # Pixel space -> the normalised coordinates of affine_grid (x in [-1, 1] spans W pixels).
     to_norm = torch.diag(torch.tensor([2 / w, 2 / h, 1.0], device=dev))
@@ -63,12 +63,12 @@ def augment(
         flipped = (flip < 0)[:, None, None, None]
         seg = torch.where(flipped, seg[:, mirror], seg)
     # Colour, RGB only.
-    bright = _gate(rand, b, p, cfg.brightness, dev) * rand.randn(b).to(dev) * 0.2
+    bright = _gate(rand, b, p, cfg.brightness) * rand.randn(b) * 0.2
     img = img + bright.to(img.dtype)[:, None, None, None]
-    contrast = torch.exp2(_gate(rand, b, p, cfg.contrast, dev) * rand.randn(b).to(dev) * 0.5)
+    contrast = torch.exp2(_gate(rand, b, p, cfg.contrast) * rand.randn(b) * 0.5)
     mean = img.mean(dim=(1, 2, 3), keepdim=True)
     img = (img - mean) * contrast.to(img.dtype)[:, None, None, None] + mean
-    sat = torch.exp2(_gate(rand, b, p, cfg.saturation, dev) * rand.randn(b).to(dev))
+    sat = torch.exp2(_gate(rand, b, p, cfg.saturation) * rand.randn(b))
     luma = img.mean(dim=1, keepdim=True)
     img = torch.lerp(luma, img, sat.to(img.dtype)[:, None, None, None])
     return img, seg
