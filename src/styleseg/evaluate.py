@@ -83,6 +83,8 @@ class EvalOptions:
     every regime, so regimes stay comparable."""
     dice_weight: float = 0.0
     """Soft Dice weight of every segmenter trained here (reference and usefulness)."""
+    repeat_threshold: float = 0.0
+    """Rare-class oversampling of every segmenter trained here (see SegmenterConfig)."""
     inception_weights: str | None = None
     real_subset: list[int] | None = None
     """Fixed real samples for the 'N real' regimes (N = their count), the same for every seed: e.g.
@@ -227,6 +229,7 @@ def usefulness(ds, gen, filtered_idx, opts: EvalOptions, device, cache: Path, lo
                 max_steps=opts.usefulness_max_steps or opts.segmenter_max_steps,
                 seed=seed,
                 dice_weight=opts.dice_weight,
+                repeat_threshold=opts.repeat_threshold,
             )
             sets, weights, pretrain = _train_sets(regime, ds, train_idx, gen, gen_idx, seed, opts.mix, opts.real_subset)
             log(f"usefulness: {regime.name}, seed {seed}")
@@ -351,6 +354,7 @@ def evaluate(
             width=opts.segmenter_width,
             max_steps=opts.segmenter_max_steps,
             dice_weight=opts.dice_weight,
+            repeat_threshold=opts.repeat_threshold,
         )
         log("reference segmenter on the real training split")
         ref, ref_path, ref_budget = cached_segmenter(

@@ -255,3 +255,41 @@ def test_concurrent_evaluations_train_a_cached_segmenter_once(prepared_tiny, tmp
     for w in workers:
         w.join()
     assert len(trained) == 1 and any("reusing cached segmenter" in line for line in logs)
+
+
+def test_repeat_factors_raise_images_by_their_rarest_class():
+    from styleseg.metrics.segmenter import repeat_factors
+
+    presence = np.zeros((20, 3), bool)
+    presence[:, 0] = True  # every image: factor 1 from this class
+    presence[:2, 1] = True  # 10 % of images
+    presence[:5, 2] = True  # 25 % of images
+    factors = repeat_factors(presence, 0.4)
+    assert np.allclose(factors[:2], 2.0)  # sqrt(0.4 / 0.1): the rarest class decides, not the 25 % one
+    assert np.allclose(factors[2:5], np.sqrt(0.4 / 0.25))
+    assert np.allclose(factors[5:], 1.0)  # only a common class
+    assert np.allclose(repeat_factors(presence, 0.05), 1.0)  # no class is rarer than the threshold
+
+
+def test_rare_class_oversampling_draws_rare_images_more_often_and_keeps_dataset_shares(tmp_path):
+    from styleseg.data.store import PreparedDataset
+    from styleseg.metrics.segmenter import SegmenterConfig, fingerprint, sampling_probabilities
+
+    images = np.zeros((60, 8, 8, 3), np.uint8)
+    masks = np.zeros((60, 8, 8), np.uint8)
+    masks[:3, :2, :2] = 1  # class 1 in 3 of the 20 training images
+    masks[3:20, 4:, 4:] = 2
+    _store(tmp_path / "a", images, masks)
+    _store(tmp_path / "b", images, masks)
+    a, b = PreparedDataset(tmp_path / "a"), PreparedDataset(tmp_path / "b")
+    idx = a.indices("train")
+    pool_ds = np.zeros(len(idx), int)
+    assert sampling_probabilities([(a, idx)], pool_ds, SegmenterConfig(num_classes=3), None) is None
+    on = SegmenterConfig(num_classes=3, repeat_threshold=0.6)
+    p = sampling_probabilities([(a, idx)], pool_ds, on, None, log=lambda *_: None)
+    assert np.isclose(p.sum(), 1) and np.allclose(p[:3] / p[3], 2.0)  # sqrt(0.6 / 0.15)
+    # with two datasets at shares 1:3 each keeps its share; oversampling acts inside each
+    two = sampling_probabilities([(a, idx), (b, idx)], np.repeat([0, 1], len(idx)), on, [1, 3], log=lambda *_: None)
+    assert np.isclose(two[: len(idx)].sum(), 0.25) and np.allclose(two[:3] / two[3], 2.0)
+    # oversampling is part of the cache key
+    assert fingerprint([(a, idx)], SegmenterConfig(num_classes=3)) != fingerprint([(a, idx)], on)

@@ -79,6 +79,14 @@ def register(sub) -> None:
         f"(default {SegmenterConfig.dice_weight:g})",
     )
     p.add_argument(
+        "--repeat-threshold",
+        type=float,
+        default=SegmenterConfig.repeat_threshold,
+        metavar="T",
+        help="oversample images showing rare classes: weight max(1, sqrt(T / f)), f the share of training "
+        "images with the image's rarest class (LVIS repeat factor sampling; e.g. 0.3; default 0: off)",
+    )
+    p.add_argument(
         "--usefulness-max-steps",
         type=int,
         default=None,
@@ -111,6 +119,14 @@ def register(sub) -> None:
         default=SegmenterConfig.dice_weight,
         help=f"weight of a soft Dice term beside cross-entropy; it weighs rare classes as mIoU does "
         f"(default {SegmenterConfig.dice_weight:g})",
+    )
+    t.add_argument(
+        "--repeat-threshold",
+        type=float,
+        default=SegmenterConfig.repeat_threshold,
+        metavar="T",
+        help="oversample images showing rare classes: weight max(1, sqrt(T / f)), f the share of training "
+        "images with the image's rarest class (LVIS repeat factor sampling; e.g. 0.3; default 0: off)",
     )
     t.add_argument(
         "--init",
@@ -152,6 +168,7 @@ def cmd_evaluate(args) -> int:
         segmenter_max_steps=args.segmenter_max_steps,
         usefulness_max_steps=args.usefulness_max_steps,
         dice_weight=args.dice_weight,
+        repeat_threshold=args.repeat_threshold,
         inception_weights=args.inception_weights,
         real_subset=subset,
     )
@@ -190,6 +207,7 @@ def cmd_seg_train(args) -> int:
         seed=args.seed,
         max_steps=args.max_steps,
         dice_weight=args.dice_weight,
+        repeat_threshold=args.repeat_threshold,
     )
     select = (ds, validation_halves(ds)[0])
     init = starting_point(Path(args.init), cfg) if args.init else None

@@ -34,6 +34,7 @@ from styleseg.metrics.segmentation import confusion_matrix, iou_per_class, mean_
 from styleseg.metrics.segnet import ResUNet
 
 CHUNK = 256  # samples per read when streaming a dataset
+_ADDED_LATER = ("dice_weight", "repeat_threshold")  # options whose "off" value is 0
 
 
 @dataclass
@@ -53,6 +54,10 @@ class SegmenterConfig:
     dice_weight: float = 0.0
     """Weight of a soft Dice term beside cross-entropy: pixel-frequency-blind, so rare classes (a coat
     covering 0.1% of pixels) count as much as the background, as mIoU counts them."""
+    repeat_threshold: float = 0.0
+    """Rare-class oversampling (LVIS's repeat factor sampling, Gupta et al. 2019): an image is drawn
+    max(1, sqrt(t / f)) times as often, f the share of training images showing its rarest class and t
+    this threshold; 0 draws every image equally."""
     augment: bool = True
     """Flips, scale/translation and colour jitter (mask-consistent)."""
     dtype: str = "auto"
@@ -104,8 +109,9 @@ def fingerprint(datasets: list[tuple[PreparedDataset, np.ndarray]], cfg: Segment
     pixels, labels and classes give the same fingerprint wherever the store was prepared. Hashed in
     chunks, so memory stays bounded."""
     options = asdict(cfg)
-    if options["dice_weight"] == 0:  # added later: leaving its old value out keeps earlier caches valid
-        del options["dice_weight"]
+    for name in _ADDED_LATER:  # left out when off, so caches made before they existed stay valid
+        if options[name] == 0:
+            del options[name]
     h = hashlib.sha256(json.dumps([options, extra], sort_keys=True, default=str).encode())
     for ds, idx in datasets:
         idx = np.sort(np.asarray(idx, np.int64))
@@ -149,16 +155,7 @@ def train_segmenter(
     model = ResUNet(cfg.num_classes, cfg.width).to(device)
     if init is not None:
         model.load_state_dict(init)
-    if weights is not None:
-        if len(weights) != len(datasets) or min(weights) < 0 or sum(weights) <= 0:
-            raise StylesegError(f"segmenter batch shares {weights} do not fit {len(datasets)} training sets")
-        # each pool entry's probability: its dataset's share, spread evenly over that dataset's samples
-        share = np.asarray(weights, np.float64) / sum(weights)
-        sizes = np.array([len(idx) for _, idx in datasets], np.float64)
-        pool_p = (share / np.maximum(sizes, 1))[pool_ds]
-        pool_p /= pool_p.sum()
-    else:
-        pool_p = None
+    pool_p = sampling_probabilities(datasets, pool_ds, cfg, weights, log)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     warmup = min(100, cfg.max_steps // 10)
 
@@ -215,6 +212,50 @@ def train_segmenter(
         "images_seen": step * cfg.batch,
     }
     return model.eval(), budget
+
+
+def sampling_probabilities(datasets, pool_ds: np.ndarray, cfg: SegmenterConfig, weights, log=print):
+    """Each pool entry's chance of being drawn, or None for uniform draws. `weights` gives each
+    dataset's share (spread over its samples); `cfg.repeat_threshold` then favours, within each
+    dataset, the images that show rare classes."""
+    if weights is None and not cfg.repeat_threshold:
+        return None
+    if weights is None:
+        weights = [len(idx) for _, idx in datasets]
+    if len(weights) != len(datasets) or min(weights) < 0 or sum(weights) <= 0:
+        raise StylesegError(f"segmenter batch shares {weights} do not fit {len(datasets)} training sets")
+    share = np.asarray(weights, np.float64) / sum(weights)
+    pool_p = np.zeros(len(pool_ds))
+    for d, (ds, idx) in enumerate(datasets):
+        if cfg.repeat_threshold:
+            factors = repeat_factors(class_presence(ds, idx, cfg.num_classes), cfg.repeat_threshold)
+            log(
+                f"  rare-class oversampling on {ds.root.name}: repeat factors 1 to {factors.max():.2f}, "
+                f"{(factors > 1).mean():.1%} of images above 1"
+            )
+        else:
+            factors = np.ones(len(idx))
+        pool_p[pool_ds == d] = share[d] * factors / max(factors.sum(), 1e-12)
+    return pool_p / pool_p.sum()
+
+
+def class_presence(ds: PreparedDataset, idx: np.ndarray, num_classes: int) -> np.ndarray:
+    """(len(idx), num_classes) bool: which classes each sample's mask shows, read in chunks."""
+    out = np.zeros((len(idx), num_classes), bool)
+    idx = np.asarray(idx, np.int64)
+    for start in range(0, len(idx), CHUNK):
+        masks = np.asarray(ds.masks[idx[start : start + CHUNK]])
+        for k, mask in enumerate(masks):
+            out[start + k, np.unique(mask)] = True
+    return out
+
+
+def repeat_factors(presence: np.ndarray, threshold: float) -> np.ndarray:
+    """LVIS repeat factors: per image, the largest max(1, sqrt(t / f_c)) over the classes c it shows,
+    f_c the share of images showing c."""
+    share = presence.mean(axis=0)
+    per_class = np.maximum(1.0, np.sqrt(threshold / np.maximum(share, 1e-12)))
+    return np.where(presence, per_class, 1.0).max(axis=1)
 
 
 def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
