@@ -43,7 +43,7 @@ from styleseg.metrics.segmenter import (
     cached_segmenter,
     embed_store,
     evaluate_segmenter,
-    load_segmenter,
+    load_matching_segmenter,
     predict,
     scores_from_confusion,
     validation_halves,
@@ -417,12 +417,7 @@ def evaluate(
 def given_reference(folder: Path, num_classes: int, device: torch.device, log=print):
     """(model, folder, budget, config) of a reference segmenter trained elsewhere; its budget counts a
     starting segmenter's too (`segmenter train --init`), so the ceiling's cost is stated in full."""
-    model, meta = load_segmenter(folder, device)
-    cfg = SegmenterConfig(**meta["config"])
-    if cfg.num_classes != num_classes:
-        raise StylesegError(
-            f"{folder}: the reference segmenter predicts {cfg.num_classes} classes; the dataset has {num_classes}"
-        )
+    model, meta, cfg = load_matching_segmenter(folder, device, num_classes, use="be the reference for this dataset")
     budget = dict(meta.get("budget", {}))
     if "seconds_including_init" in meta:
         budget["seconds_including_init"] = meta["seconds_including_init"]

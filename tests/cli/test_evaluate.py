@@ -153,7 +153,7 @@ def test_segmenter_init_must_match_classes_and_width(trained_segmenter, prepared
     cfg["config"]["width"] = 16
     (trained_segmenter / "segmenter.json").write_text(json.dumps(cfg))
     assert main([*argv, "--out", str(tmp_path / "bad"), "--init", str(trained_segmenter)]) == 2
-    assert "width 16 cannot start one of" in capsys.readouterr().err
+    assert "width 16 cannot start this training" in capsys.readouterr().err
 
 
 def test_evaluate_refuses_a_subset_outside_the_train_split(checkpoint, prepared_tiny, tmp_path, capsys):  # noqa: F811

@@ -18,6 +18,7 @@ from styleseg.metrics.segmenter import (
     SegmenterConfig,
     cached_segmenter,
     evaluate_segmenter,
+    load_matching_segmenter,
     load_segmenter,
     save_segmenter,
     validation_halves,
@@ -239,13 +240,9 @@ def cmd_seg_train(args) -> int:
 def starting_point(folder: Path, cfg: SegmenterConfig) -> tuple[dict, str, dict]:
     """(state dict, a key naming it, what it was) of a trained segmenter to start from; it must have
     this configuration's classes and width."""
-    model, meta = load_segmenter(folder, torch.device("cpu"))
-    theirs = meta["config"]
-    if (theirs["num_classes"], theirs["width"]) != (cfg.num_classes, cfg.width):
-        raise StylesegError(
-            f"{folder}: a segmenter of {theirs['num_classes']} classes and width {theirs['width']} cannot start "
-            f"one of {cfg.num_classes} classes and width {cfg.width}"
-        )
+    model, meta, _ = load_matching_segmenter(
+        folder, torch.device("cpu"), cfg.num_classes, cfg.width, use="start this training"
+    )
     key = hashlib.sha256((folder / "segmenter.safetensors").read_bytes()).hexdigest()[:16]
     about = {"folder": str(folder), "weights_sha256_16": key, "budget": meta.get("budget", {})}
     return model.state_dict(), key, about

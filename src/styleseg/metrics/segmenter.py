@@ -383,6 +383,22 @@ def load_segmenter(folder: Path, device: torch.device) -> tuple[ResUNet, dict]:
     return model.to(device).eval(), meta
 
 
+def load_matching_segmenter(
+    folder: Path, device: torch.device, num_classes: int, width: int | None = None, use: str = "use"
+) -> tuple[ResUNet, dict, SegmenterConfig]:
+    """A trained segmenter that must predict `num_classes` classes (and have `width`, when given);
+    a clear error naming the folder otherwise. Returns the model, its metadata and its config."""
+    model, meta = load_segmenter(folder, device)
+    theirs = meta["config"]  # as recorded on disk
+    if theirs["num_classes"] != num_classes or (width is not None and theirs["width"] != width):
+        wanted = f"{num_classes} classes" + ("" if width is None else f" and width {width}")
+        raise StylesegError(
+            f"{folder}: a segmenter of {theirs['num_classes']} classes and width {theirs['width']} "
+            f"cannot {use} (needed: {wanted})"
+        )
+    return model, meta, SegmenterConfig(**theirs)
+
+
 def cached_segmenter(
     cache: Path,
     datasets,
