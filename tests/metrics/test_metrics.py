@@ -293,3 +293,19 @@ def test_rare_class_oversampling_draws_rare_images_more_often_and_keeps_dataset_
     assert np.isclose(two[: len(idx)].sum(), 0.25) and np.allclose(two[:3] / two[3], 2.0)
     # oversampling is part of the cache key
     assert fingerprint([(a, idx)], SegmenterConfig(num_classes=3)) != fingerprint([(a, idx)], on)
+
+
+def test_label_statistics_over_chunks_equal_the_whole_set():
+    from styleseg.metrics.labels import LabelStatistics
+
+    rng = np.random.default_rng(0)
+    masks = (rng.random((10, 12, 8)) * 3).astype(np.uint8) * (rng.random((10, 12, 8)) > 0.3)
+    stats = LabelStatistics(4)
+    stats.update(masks[:4])
+    stats.update(masks[4:])
+    assert np.allclose(stats.frequencies, class_frequencies(masks, 4))
+    assert np.allclose(stats.components_per_class, components_per_class(masks, 4), equal_nan=True)
+    assert np.isnan(stats.components_per_class[3])  # class 3 never drawn
+    per_image, area, height = stats.per_image()
+    assert (per_image == classes_per_image(masks, 4)).all()
+    assert np.allclose(area, person_extent(masks)[0]) and np.allclose(height, person_extent(masks)[1])

@@ -20,12 +20,21 @@ def classes_per_image(masks: np.ndarray, num_classes: int) -> np.ndarray:
 def components_per_class(masks: np.ndarray, num_classes: int) -> np.ndarray:
     """Mean number of 4-connected components of each class over the masks where it appears
     (fragmentation: 1 is a single blob; NaN where the class never appears)."""
+    totals, seen = component_counts(masks, num_classes)
+    return _mean_where_seen(totals, seen)
+
+
+def component_counts(masks: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per class: total 4-connected components over the masks, and the number of masks showing it."""
     totals, seen = np.zeros(num_classes), np.zeros(num_classes)
     for m in masks:
         for c in np.unique(m):
-            _, n = scipy.ndimage.label(m == c)
-            totals[c] += n
+            totals[c] += scipy.ndimage.label(m == c)[1]
             seen[c] += 1
+    return totals, seen
+
+
+def _mean_where_seen(totals: np.ndarray, seen: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         return np.where(seen > 0, totals / np.maximum(seen, 1), np.nan)
 
@@ -53,10 +62,9 @@ class LabelStatistics:
     def update(self, masks: np.ndarray) -> None:
         self.pixels += np.bincount(masks.ravel(), minlength=self.k)
         self.classes.append(classes_per_image(masks, self.k))
-        for m in masks:
-            for c in np.unique(m):
-                self.components[c] += scipy.ndimage.label(m == c)[1]
-                self.appearances[c] += 1
+        totals, seen = component_counts(masks, self.k)
+        self.components += totals
+        self.appearances += seen
         area, height = person_extent(masks)
         self.areas.append(area)
         self.heights.append(height)
@@ -67,8 +75,7 @@ class LabelStatistics:
 
     @property
     def components_per_class(self) -> np.ndarray:
-        with np.errstate(invalid="ignore"):
-            return np.where(self.appearances > 0, self.components / np.maximum(self.appearances, 1), np.nan)
+        return _mean_where_seen(self.components, self.appearances)
 
     def per_image(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(classes per image, person area, person height), one value per mask."""
