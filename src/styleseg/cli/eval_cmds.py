@@ -108,6 +108,13 @@ def register(sub) -> None:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--max-steps", type=int, default=SegmenterConfig.max_steps, help="upper bound on steps")
     t.add_argument(
+        "--lr",
+        type=float,
+        default=SegmenterConfig.lr,
+        help=f"peak learning rate (warm-up, then cosine decay to zero at --max-steps; default {SegmenterConfig.lr:g}); "
+        "a fine-tune from --init usually wants a smaller one",
+    )
+    t.add_argument(
         "--width",
         type=int,
         default=SegmenterConfig.width,
@@ -209,6 +216,7 @@ def cmd_seg_train(args) -> int:
         max_steps=args.max_steps,
         dice_weight=args.dice_weight,
         repeat_threshold=args.repeat_threshold,
+        lr=args.lr,
     )
     select = (ds, validation_halves(ds)[0])
     init = starting_point(Path(args.init), cfg) if args.init else None
