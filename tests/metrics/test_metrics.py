@@ -309,3 +309,32 @@ def test_label_statistics_over_chunks_equal_the_whole_set():
     per_image, area, height = stats.per_image()
     assert (per_image == classes_per_image(masks, 4)).all()
     assert np.allclose(area, person_extent(masks)[0]) and np.allclose(height, person_extent(masks)[1])
+
+
+def test_weight_ema_returns_the_moving_average_of_weights_and_batch_norm_statistics(tmp_path, monkeypatch):
+    from torch.optim.swa_utils import AveragedModel
+
+    from styleseg.data.store import PreparedDataset
+    from styleseg.metrics.segmenter import SegmenterConfig, train_segmenter
+
+    _store(tmp_path / "s", *_task(60, 16, 16, 0, True))
+    ds = PreparedDataset(tmp_path / "s")
+    seen = []  # the raw weights and buffers after every step, as the average sees them
+    update = AveragedModel.update_parameters
+
+    def recording(self, model):
+        seen.append({k: v.detach().clone().float() for k, v in model.state_dict().items() if v.is_floating_point()})
+        update(self, model)
+
+    monkeypatch.setattr(AveragedModel, "update_parameters", recording)
+    decay = 0.5
+    cfg = SegmenterConfig(num_classes=3, width=4, max_steps=4, batch=4, augment=False, dtype="fp32", weight_ema=decay)
+    model, _ = train_segmenter([(ds, ds.indices("train"))], cfg, torch.device("cpu"), None, log=lambda *_: None)
+    assert len(seen) == 4
+    expected = seen[0]
+    for raw in seen[1:]:
+        expected = {k: decay * expected[k] + (1 - decay) * raw[k] for k in expected}
+    got = model.state_dict()
+    assert all(torch.allclose(got[k].float(), v, atol=1e-6) for k, v in expected.items())
+    assert not torch.allclose(got["head.weight"], seen[-1]["head.weight"])  # not the last raw weights
+    assert any("running_mean" in k for k in expected)  # batch-norm statistics are averaged too

@@ -115,6 +115,13 @@ def register(sub) -> None:
         "a fine-tune from --init usually wants a smaller one",
     )
     t.add_argument(
+        "--weight-ema",
+        type=float,
+        default=SegmenterConfig.weight_ema,
+        metavar="DECAY",
+        help="score and keep a moving average of the weights with this decay per step (e.g. 0.99; default 0: off)",
+    )
+    t.add_argument(
         "--width",
         type=int,
         default=SegmenterConfig.width,
@@ -217,6 +224,7 @@ def cmd_seg_train(args) -> int:
         dice_weight=args.dice_weight,
         repeat_threshold=args.repeat_threshold,
         lr=args.lr,
+        weight_ema=args.weight_ema,
     )
     select = (ds, validation_halves(ds)[0])
     init = starting_point(Path(args.init), cfg) if args.init else None

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from styleseg.data.store import PreparedDataset
 from styleseg.errors import CheckpointError, StylesegError
@@ -34,7 +35,7 @@ from styleseg.metrics.segmentation import confusion_matrix, iou_per_class, mean_
 from styleseg.metrics.segnet import ResUNet
 
 CHUNK = 256  # samples per read when streaming a dataset
-_ADDED_LATER = ("dice_weight", "repeat_threshold")  # options whose "off" value is 0
+_ADDED_LATER = ("dice_weight", "repeat_threshold", "weight_ema")  # options whose "off" value is 0
 
 
 @dataclass
@@ -54,6 +55,10 @@ class SegmenterConfig:
     dice_weight: float = 0.0
     """Weight of a soft Dice term beside cross-entropy: pixel-frequency-blind, so rare classes (a coat
     covering 0.1% of pixels) count as much as the background, as mIoU counts them."""
+    weight_ema: float = 0.0
+    """Score and keep an exponential moving average of the weights and batch-norm statistics with this
+    decay per step (e.g. 0.99: a horizon of ~100 steps) instead of the raw weights, which swing from
+    one score to the next; 0: the raw weights."""
     repeat_threshold: float = 0.0
     """Rare-class oversampling (LVIS's repeat factor sampling, Gupta et al. 2019): an image is drawn
     max(1, sqrt(t / f)) times as often, f the share of training images showing its rarest class and t
@@ -169,6 +174,13 @@ def train_segmenter(
     autocast = autocast_for(cfg.dtype, device)
     start = time.perf_counter()
     best = {"miou": -1.0, "step": 0, "state": None}
+    # torch's own weight averaging; use_buffers averages batch-norm statistics along with the weights
+    averaged = (
+        AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.weight_ema), use_buffers=True)
+        if cfg.weight_ema
+        else None
+    )
+    scored = model if averaged is None else averaged.module
     stale, step = 0, 0
     for step in range(1, cfg.max_steps + 1):
         model.train()
@@ -190,10 +202,12 @@ def train_segmenter(
         loss.backward()
         opt.step()
         sched.step()
+        if averaged is not None:
+            averaged.update_parameters(model)
         if select is not None and (step % cfg.eval_every == 0 or step == cfg.max_steps):
-            miou = score_segmenter(model, select[0], select[1], device, cfg.dtype)["miou"]
+            miou = score_segmenter(scored, select[0], select[1], device, cfg.dtype)["miou"]
             if miou > best["miou"]:
-                best, stale = {"miou": miou, "step": step, "state": copy.deepcopy(model.state_dict())}, 0
+                best, stale = {"miou": miou, "step": step, "state": copy.deepcopy(scored.state_dict())}, 0
             else:
                 stale += 1
             log(
@@ -204,6 +218,8 @@ def train_segmenter(
                 break
     if best["state"] is not None:
         model.load_state_dict(best["state"])
+    elif averaged is not None:  # no validation to choose by: the average at the end
+        model.load_state_dict(scored.state_dict())
     budget = {
         "steps": step,
         "best_step": best["step"] if select is not None else step,
