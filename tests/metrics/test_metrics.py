@@ -93,6 +93,11 @@ def test_segmenter_cache_fingerprint_follows_content(tiny_ccp, tmp_path):
     assert fingerprint([(a, idx)], cfg) == fingerprint([(b, idx)], cfg)
     assert fingerprint([(a, idx)], cfg) != fingerprint([(a, idx[:5])], cfg)
     assert fingerprint([(a, idx)], cfg) != fingerprint([(a, idx)], SegmenterConfig(num_classes=12, width=8))
+    # the selection set counts by content, not by the folder it lies in
+    val = a.indices("val", labeled_only=True)
+    assert fingerprint([(a, idx)], cfg, select=(a, val)) == fingerprint([(b, idx)], cfg, select=(b, val))
+    assert fingerprint([(a, idx)], cfg, select=(a, val)) != fingerprint([(a, idx)], cfg, select=(a, val[:1]))
+    assert fingerprint([(a, idx)], cfg, select=(a, val)) != fingerprint([(a, idx)], cfg)
 
 
 def test_torchmetrics_fid_path_end_to_end_with_a_stand_in_network():

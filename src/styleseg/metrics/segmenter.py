@@ -109,23 +109,31 @@ def _augment(x: torch.Tensor, masks: torch.Tensor, gen: torch.Generator) -> tupl
     return torch.lerp(luma, x, sat), masks[:, 0].round().long()
 
 
-def fingerprint(datasets: list[tuple[PreparedDataset, np.ndarray]], cfg: SegmenterConfig, extra=None) -> str:
-    """Content hash of the training samples, the options and `extra` (e.g. the selection set): the same
-    pixels, labels and classes give the same fingerprint wherever the store was prepared. Hashed in
-    chunks, so memory stays bounded."""
+def fingerprint(
+    datasets: list[tuple[PreparedDataset, np.ndarray]], cfg: SegmenterConfig, extra=None, select=None
+) -> str:
+    """Content hash of the training samples, the options, `extra` and the selection samples (a
+    dataset and indices): the same pixels, labels and classes give the same fingerprint wherever the
+    stores were prepared and whatever their folders are called. Hashed in chunks: memory stays bounded."""
     options = asdict(cfg)
     for name in _ADDED_LATER:  # left out when off, so caches made before they existed stay valid
         if options[name] == 0:
             del options[name]
     h = hashlib.sha256(json.dumps([options, extra], sort_keys=True, default=str).encode())
     for ds, idx in datasets:
-        idx = np.sort(np.asarray(idx, np.int64))
-        h.update(json.dumps(ds.meta["classes"], sort_keys=True).encode())
-        for start in range(0, len(idx), CHUNK):
-            part = idx[start : start + CHUNK]
-            h.update(np.ascontiguousarray(ds.images[part]).tobytes())
-            h.update(np.ascontiguousarray(ds.masks[part]).tobytes())
+        _hash_samples(h, ds, np.sort(np.asarray(idx, np.int64)))
+    if select is not None:
+        h.update(b"selection")
+        _hash_samples(h, select[0], np.asarray(select[1], np.int64))
     return h.hexdigest()[:16]
+
+
+def _hash_samples(h, ds: PreparedDataset, idx: np.ndarray) -> None:
+    h.update(json.dumps(ds.meta["classes"], sort_keys=True).encode())
+    for start in range(0, len(idx), CHUNK):
+        part = idx[start : start + CHUNK]
+        h.update(np.ascontiguousarray(ds.images[part]).tobytes())
+        h.update(np.ascontiguousarray(ds.masks[part]).tobytes())
 
 
 def validation_halves(ds: PreparedDataset, split: str = "val") -> tuple[np.ndarray, np.ndarray]:
@@ -429,11 +437,10 @@ def cached_segmenter(
     later calls load the cached weights. `init` is (state dict, the cache key it came from).
     Returns the model, its folder and its training budget."""
     extra = {
-        "select": None if select is None else [str(select[0].root.name), np.asarray(select[1]).tolist()],
         "weights": weights,
         "init": None if init is None else init[1],
     }
-    folder = Path(cache) / fingerprint(datasets, cfg, extra)
+    folder = Path(cache) / fingerprint(datasets, cfg, extra, select)
     folder.parent.mkdir(parents=True, exist_ok=True)
     # One trainer per fingerprint: evaluations sharing a cache wait for each other's segmenter
     # instead of training the same one twice.
