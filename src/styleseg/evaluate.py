@@ -85,6 +85,8 @@ class EvalOptions:
     """Soft Dice weight of every segmenter trained here (reference and usefulness)."""
     repeat_threshold: float = 0.0
     """Rare-class oversampling of every segmenter trained here (see SegmenterConfig)."""
+    weight_ema: float = 0.0
+    """Weight averaging of every segmenter trained here (see SegmenterConfig)."""
     inception_weights: str | None = None
     real_subset: list[int] | None = None
     """Fixed real samples for the 'N real' regimes (N = their count), the same for every seed: e.g.
@@ -230,6 +232,7 @@ def usefulness(ds, gen, filtered_idx, opts: EvalOptions, device, cache: Path, lo
                 seed=seed,
                 dice_weight=opts.dice_weight,
                 repeat_threshold=opts.repeat_threshold,
+                weight_ema=opts.weight_ema,
             )
             sets, weights, pretrain = _train_sets(regime, ds, train_idx, gen, gen_idx, seed, opts.mix, opts.real_subset)
             log(f"usefulness: {regime.name}, seed {seed}")
@@ -355,6 +358,7 @@ def evaluate(
             max_steps=opts.segmenter_max_steps,
             dice_weight=opts.dice_weight,
             repeat_threshold=opts.repeat_threshold,
+            weight_ema=opts.weight_ema,
         )
         log("reference segmenter on the real training split")
         ref, ref_path, ref_budget = cached_segmenter(

@@ -191,3 +191,19 @@ def test_evaluate_with_a_given_reference_and_no_usefulness(
     assert main([*argv, "--out", str(tmp_path / "bad"), "--reference", str(trained_segmenter)]) == 2
     err = capsys.readouterr().err
     assert str(trained_segmenter) in err and not (tmp_path / "bad" / "metrics.json").exists()
+
+
+def test_evaluate_trains_every_segmenter_with_the_sampling_and_averaging_asked_for(
+    checkpoint,  # noqa: F811
+    prepared_tiny,
+    tmp_path,
+):
+    cache = tmp_path / "c"
+    argv = ["evaluate", "--ckpt", str(checkpoint), "--data", str(prepared_tiny), "--out", str(tmp_path / "e")]
+    argv += ["--n", "8", "--seeds", "1", "--low-labels", "8", "--regimes", "8 real", "--cache", str(cache)]
+    assert main([*argv, "--device", "cpu", "--repeat-threshold", "0.3", "--weight-ema", "0.9"]) == 0
+    configs = [json.loads(f.read_text())["config"] for f in cache.glob("*/segmenter.json")]
+    assert len(configs) == 2  # the reference and the one usefulness segmenter
+    assert all(c["repeat_threshold"] == 0.3 and c["weight_ema"] == 0.9 for c in configs)
+    m = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert m["options"]["repeat_threshold"] == 0.3 and m["options"]["weight_ema"] == 0.9

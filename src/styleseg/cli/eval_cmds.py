@@ -88,6 +88,14 @@ def register(sub) -> None:
         "images with the image's rarest class (LVIS repeat factor sampling; e.g. 0.3; default 0: off)",
     )
     p.add_argument(
+        "--weight-ema",
+        type=float,
+        default=SegmenterConfig.weight_ema,
+        metavar="DECAY",
+        help="every segmenter trained here scores and keeps a moving average of its weights "
+        "(e.g. 0.99; default 0: off)",
+    )
+    p.add_argument(
         "--usefulness-max-steps",
         type=int,
         default=None,
@@ -184,6 +192,7 @@ def cmd_evaluate(args) -> int:
         usefulness_max_steps=args.usefulness_max_steps,
         dice_weight=args.dice_weight,
         repeat_threshold=args.repeat_threshold,
+        weight_ema=args.weight_ema,
         inception_weights=args.inception_weights,
         real_subset=subset,
     )
