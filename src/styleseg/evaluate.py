@@ -92,6 +92,18 @@ class EvalOptions:
     """Fixed real samples for the 'N real' regimes (N = their count), the same for every seed: e.g.
     the labels a run kept under a label budget. None: N samples drawn per seed."""
 
+    def segmenter_config(self, num_classes: int, max_steps: int, seed: int = 0) -> SegmenterConfig:
+        """The configuration of every segmenter trained here: the same recipe, its own step bound and seed."""
+        return SegmenterConfig(
+            num_classes=num_classes,
+            width=self.segmenter_width,
+            max_steps=max_steps,
+            seed=seed,
+            dice_weight=self.dice_weight,
+            repeat_threshold=self.repeat_threshold,
+            weight_ema=self.weight_ema,
+        )
+
 
 def mask_layout(masks: np.ndarray, num_classes: int) -> np.ndarray:
     """(N, H, W) ids -> (N, K * 4 * w) area fractions of each class on a coarse grid 4 cells high
@@ -225,14 +237,8 @@ def usefulness(ds, gen, filtered_idx, opts: EvalOptions, device, cache: Path, lo
         per_seed = {"val": [], "test": []}
         budgets = []
         for seed in range(opts.seeds):
-            cfg = SegmenterConfig(
-                num_classes=ds.class_map.num_classes,
-                width=opts.segmenter_width,
-                max_steps=opts.usefulness_max_steps or opts.segmenter_max_steps,
-                seed=seed,
-                dice_weight=opts.dice_weight,
-                repeat_threshold=opts.repeat_threshold,
-                weight_ema=opts.weight_ema,
+            cfg = opts.segmenter_config(
+                ds.class_map.num_classes, opts.usefulness_max_steps or opts.segmenter_max_steps, seed
             )
             sets, weights, pretrain = _train_sets(regime, ds, train_idx, gen, gen_idx, seed, opts.mix, opts.real_subset)
             log(f"usefulness: {regime.name}, seed {seed}")
@@ -352,14 +358,7 @@ def evaluate(
     if opts.reference is not None:
         ref, ref_path, ref_budget, ref_cfg = given_reference(Path(opts.reference), len(names), device, log)
     else:
-        ref_cfg = SegmenterConfig(
-            num_classes=len(names),
-            width=opts.segmenter_width,
-            max_steps=opts.segmenter_max_steps,
-            dice_weight=opts.dice_weight,
-            repeat_threshold=opts.repeat_threshold,
-            weight_ema=opts.weight_ema,
-        )
+        ref_cfg = opts.segmenter_config(len(names), opts.segmenter_max_steps)
         log("reference segmenter on the real training split")
         ref, ref_path, ref_budget = cached_segmenter(
             cache, [(ds, ds.indices("train", True))], ref_cfg, device, select, log

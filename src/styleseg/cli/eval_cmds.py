@@ -72,29 +72,7 @@ def register(sub) -> None:
     )
     p.add_argument("--segmenter-width", type=int, default=24, help="reference segmenter width (default 24)")
     p.add_argument("--segmenter-max-steps", type=int, default=3000, help="upper bound on reference segmenter steps")
-    p.add_argument(
-        "--dice-weight",
-        type=float,
-        default=SegmenterConfig.dice_weight,
-        help="weight of the soft Dice term beside cross-entropy, for every segmenter "
-        f"(default {SegmenterConfig.dice_weight:g})",
-    )
-    p.add_argument(
-        "--repeat-threshold",
-        type=float,
-        default=SegmenterConfig.repeat_threshold,
-        metavar="T",
-        help="oversample images showing rare classes: weight max(1, sqrt(T / f)), f the share of training "
-        "images with the image's rarest class (LVIS repeat factor sampling; e.g. 0.3; default 0: off)",
-    )
-    p.add_argument(
-        "--weight-ema",
-        type=float,
-        default=SegmenterConfig.weight_ema,
-        metavar="DECAY",
-        help="every segmenter trained here scores and keeps a moving average of its weights "
-        "(e.g. 0.99; default 0: off)",
-    )
+    add_recipe_args(p, "every segmenter trained here")
     p.add_argument(
         "--usefulness-max-steps",
         type=int,
@@ -123,34 +101,13 @@ def register(sub) -> None:
         "a fine-tune from --init usually wants a smaller one",
     )
     t.add_argument(
-        "--weight-ema",
-        type=float,
-        default=SegmenterConfig.weight_ema,
-        metavar="DECAY",
-        help="score and keep a moving average of the weights with this decay per step (e.g. 0.99; default 0: off)",
-    )
-    t.add_argument(
         "--width",
         type=int,
         default=SegmenterConfig.width,
         help="channels of the first level, doubled at each of three down-sampling steps "
         f"(default {SegmenterConfig.width})",
     )
-    t.add_argument(
-        "--dice-weight",
-        type=float,
-        default=SegmenterConfig.dice_weight,
-        help=f"weight of a soft Dice term beside cross-entropy; it weighs rare classes as mIoU does "
-        f"(default {SegmenterConfig.dice_weight:g})",
-    )
-    t.add_argument(
-        "--repeat-threshold",
-        type=float,
-        default=SegmenterConfig.repeat_threshold,
-        metavar="T",
-        help="oversample images showing rare classes: weight max(1, sqrt(T / f)), f the share of training "
-        "images with the image's rarest class (LVIS repeat factor sampling; e.g. 0.3; default 0: off)",
-    )
+    add_recipe_args(t, "this segmenter")
     t.add_argument(
         "--init",
         default=None,
@@ -165,6 +122,38 @@ def register(sub) -> None:
     e.add_argument("--split", choices=["train", "val", "test"], default="val")
     add_device_arg(e)
     e.set_defaults(func=cmd_seg_eval)
+
+
+def add_recipe_args(p, who: str) -> None:
+    """The segmenter training options shared by `evaluate` and `segmenter train` (see `recipe`)."""
+    p.add_argument(
+        "--dice-weight",
+        type=float,
+        default=SegmenterConfig.dice_weight,
+        help=f"weight of a soft Dice term beside cross-entropy for {who}; it weighs rare classes as mIoU does "
+        f"(default {SegmenterConfig.dice_weight:g})",
+    )
+    p.add_argument(
+        "--repeat-threshold",
+        type=float,
+        default=SegmenterConfig.repeat_threshold,
+        metavar="T",
+        help=f"oversample images showing rare classes for {who}: weight max(1, sqrt(T / f)), f the share of "
+        "training images with the image's rarest class (LVIS repeat factor sampling; e.g. 0.3; default 0: off)",
+    )
+    p.add_argument(
+        "--weight-ema",
+        type=float,
+        default=SegmenterConfig.weight_ema,
+        metavar="DECAY",
+        help=f"{who}: score and keep a moving average of the weights with this decay per step "
+        "(e.g. 0.99; default 0: off)",
+    )
+
+
+def recipe(args) -> dict:
+    """The options `add_recipe_args` added, as SegmenterConfig / EvalOptions fields."""
+    return {"dice_weight": args.dice_weight, "repeat_threshold": args.repeat_threshold, "weight_ema": args.weight_ema}
 
 
 def cmd_evaluate(args) -> int:
@@ -190,9 +179,7 @@ def cmd_evaluate(args) -> int:
         segmenter_width=args.segmenter_width,
         segmenter_max_steps=args.segmenter_max_steps,
         usefulness_max_steps=args.usefulness_max_steps,
-        dice_weight=args.dice_weight,
-        repeat_threshold=args.repeat_threshold,
-        weight_ema=args.weight_ema,
+        **recipe(args),
         inception_weights=args.inception_weights,
         real_subset=subset,
     )
@@ -230,10 +217,8 @@ def cmd_seg_train(args) -> int:
         width=args.width,
         seed=args.seed,
         max_steps=args.max_steps,
-        dice_weight=args.dice_weight,
-        repeat_threshold=args.repeat_threshold,
         lr=args.lr,
-        weight_ema=args.weight_ema,
+        **recipe(args),
     )
     select = (ds, validation_halves(ds)[0])
     init = starting_point(Path(args.init), cfg) if args.init else None
