@@ -268,9 +268,11 @@ def class_presence(ds: PreparedDataset, idx: np.ndarray, num_classes: int) -> np
     out = np.zeros((len(idx), num_classes), bool)
     idx = np.asarray(idx, np.int64)
     for start in range(0, len(idx), CHUNK):
-        masks = np.asarray(ds.masks[idx[start : start + CHUNK]])
-        for k, mask in enumerate(masks):
-            out[start + k, np.unique(mask)] = True
+        masks = np.asarray(ds.masks[idx[start : start + CHUNK]]).reshape(-1, ds.masks.shape[1] * ds.masks.shape[2])
+        # one bincount per chunk: the row offset makes each sample's class ids its own bins
+        ids = masks.astype(np.int64) + num_classes * np.arange(len(masks))[:, None]
+        counts = np.bincount(ids.ravel(), minlength=len(masks) * num_classes)
+        out[start : start + len(masks)] = counts.reshape(len(masks), num_classes) > 0
     return out
 
 
