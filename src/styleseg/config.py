@@ -203,6 +203,11 @@ class DataConfig:
     image head (reals: any train photo, labelled or not) and the rest by its pair head (reals:
     labelled pairs). 0: pair-only, every sample a pair. None: 0.5 when the train split has
     unlabelled photos (after max_labeled), else 0."""
+    repeat_threshold: float = 0.0
+    """Rare-class oversampling (LVIS repeat-factor sampling): each labelled train sample is drawn
+    max(1, sqrt(t / f_c)) times as often, f_c the share of labelled samples showing its rarest class
+    c. Teaches rare classes at the cost of a real class frequency the model no longer matches
+    exactly. 0: every sample once per epoch."""
 
     def __post_init__(self) -> None:
         if self.max_labeled is not None and not (
@@ -211,6 +216,8 @@ class DataConfig:
             raise ConfigError(f"data.max_labeled must be a count >= 1 or a fraction in (0, 1), not {self.max_labeled}")
         if self.image_share is not None and not 0 <= self.image_share < 1:
             raise ConfigError(f"data.image_share must be in [0, 1), not {self.image_share}")
+        if not 0 <= self.repeat_threshold <= 1:
+            raise ConfigError(f"data.repeat_threshold must be in [0, 1], not {self.repeat_threshold}")
 
 
 @dataclass

@@ -263,7 +263,7 @@ def test_concurrent_evaluations_train_a_cached_segmenter_once(prepared_tiny, tmp
 
 
 def test_repeat_factors_raise_images_by_their_rarest_class():
-    from styleseg.metrics.segmenter import repeat_factors
+    from styleseg.data.balance import repeat_factors
 
     presence = np.zeros((20, 3), bool)
     presence[:, 0] = True  # every image: factor 1 from this class

@@ -93,12 +93,25 @@ class SamplerState:
 class EpochSampler:
     """Shuffles `indices` each epoch from (seed, epoch) alone, so its state is two integers and a
     resumed run sees exactly the data order it would have seen. Each global batch is cut into
-    per-rank slices, so N ranks with batch b see the same samples as one rank with batch N*b."""
+    per-rank slices, so N ranks with batch b see the same samples as one rank with batch N*b.
+    `repeats` (one factor >= 1 per index, e.g. LVIS repeat factors) makes each epoch hold index i
+    floor(r_i) times plus once more with probability frac(r_i), as LVIS's repeat-factor sampler does."""
 
-    def __init__(self, indices: np.ndarray, seed: int, flip: bool = True, rank: int = 0, world_size: int = 1):
+    def __init__(
+        self,
+        indices: np.ndarray,
+        seed: int,
+        flip: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
+        repeats: np.ndarray | None = None,
+    ):
         if len(indices) == 0:
             raise DataError("no samples to train on in this split")
+        if repeats is not None and (len(repeats) != len(indices) or np.min(repeats) < 1):
+            raise DataError(f"repeat factors must be >= 1, one per sample ({len(repeats)} for {len(indices)})")
         self.indices, self.seed, self.flip = np.asarray(indices), seed, flip
+        self.repeats = None if repeats is None else np.asarray(repeats, np.float64)
         self.rank, self.world_size = rank, world_size
         self.state = SamplerState()
         self._epoch_cache: tuple[int, np.ndarray, np.ndarray] | None = None
@@ -106,8 +119,13 @@ class EpochSampler:
     def _epoch(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
         if self._epoch_cache is None or self._epoch_cache[0] != epoch:
             rng = np.random.default_rng([self.seed, epoch])
-            perm = self.indices[rng.permutation(len(self.indices))]
-            flips = rng.random(len(self.indices)) < 0.5 if self.flip else np.zeros(len(self.indices), bool)
+            epoch_indices = self.indices
+            if self.repeats is not None:
+                whole = np.floor(self.repeats)
+                counts = (whole + (rng.random(len(self.repeats)) < self.repeats - whole)).astype(np.int64)
+                epoch_indices = np.repeat(self.indices, counts)
+            perm = epoch_indices[rng.permutation(len(epoch_indices))]
+            flips = rng.random(len(perm)) < 0.5 if self.flip else np.zeros(len(perm), bool)
             self._epoch_cache = (epoch, perm, flips)
         return self._epoch_cache[1], self._epoch_cache[2]
 

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from styleseg.data.balance import class_presence, repeat_factors
 from styleseg.data.store import PreparedDataset
 from styleseg.errors import CheckpointError, StylesegError
 from styleseg.metrics.segmentation import confusion_matrix, iou_per_class, mean_iou, pixel_accuracy
@@ -261,27 +262,6 @@ def sampling_probabilities(datasets, pool_ds: np.ndarray, cfg: SegmenterConfig, 
             factors = np.ones(len(idx))
         pool_p[pool_ds == d] = share[d] * factors / max(factors.sum(), 1e-12)
     return pool_p / pool_p.sum()
-
-
-def class_presence(ds: PreparedDataset, idx: np.ndarray, num_classes: int) -> np.ndarray:
-    """(len(idx), num_classes) bool: which classes each sample's mask shows, read in chunks."""
-    out = np.zeros((len(idx), num_classes), bool)
-    idx = np.asarray(idx, np.int64)
-    for start in range(0, len(idx), CHUNK):
-        masks = np.asarray(ds.masks[idx[start : start + CHUNK]]).reshape(-1, ds.masks.shape[1] * ds.masks.shape[2])
-        # one bincount per chunk: the row offset makes each sample's class ids its own bins
-        ids = masks.astype(np.int64) + num_classes * np.arange(len(masks))[:, None]
-        counts = np.bincount(ids.ravel(), minlength=len(masks) * num_classes)
-        out[start : start + len(masks)] = counts.reshape(len(masks), num_classes) > 0
-    return out
-
-
-def repeat_factors(presence: np.ndarray, threshold: float) -> np.ndarray:
-    """LVIS repeat factors: per image, the largest max(1, sqrt(t / f_c)) over the classes c it shows,
-    f_c the share of images showing c."""
-    share = presence.mean(axis=0)
-    per_class = np.maximum(1.0, np.sqrt(threshold / np.maximum(share, 1e-12)))
-    return np.where(presence, per_class, 1.0).max(axis=1)
 
 
 def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -12,12 +12,14 @@ from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from styleseg.config import TrainConfig, to_dict
+from styleseg.data.balance import class_presence, repeat_factors
 from styleseg.data.budget import labels_to_keep
 from styleseg.data.store import EpochSampler, PreparedDataset
 from styleseg.errors import StylesegError
@@ -136,8 +138,11 @@ class Trainer:
             phases = growth_phases(cfg.model.num_stages, len(self.levels))
             self.G_ddp, self.G_for_d, self.D_for_g = compile_for_training([self.G_ddp, self.G, self.D], phases)
         flip = cfg.data.xflip
-        image_sampler = EpochSampler(train_photos, cfg.seed, flip, self.rank, self.world)
-        seg_sampler = EpochSampler(labeled, cfg.seed + 1, flip, self.rank, self.world) if len(labeled) else None
+        photo_repeats, pair_repeats = self._repeat_factors(train_photos, labeled, sizes[-1])
+        image_sampler = EpochSampler(train_photos, cfg.seed, flip, self.rank, self.world, photo_repeats)
+        seg_sampler = (
+            EpochSampler(labeled, cfg.seed + 1, flip, self.rank, self.world, pair_repeats) if len(labeled) else None
+        )
         if cfg.schedule.seg_start_kimg is not None and seg_sampler is None:
             raise StylesegError(
                 f"{data.root}: the schedule adds segmentation but the train split has no labeled samples"
@@ -159,6 +164,24 @@ class Trainer:
             write_json(run / "labels.json", self.label_record)
         self.autocast = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.dtype == "bf16" else nullcontext()
         self._eval_seg = self._eval_real = None  # reference segmenter and its real-image features, loaded lazily
+
+    def _repeat_factors(self, train_photos, labeled, num_classes: int):
+        """Repeat factors of the photo and pair samplers under `data.repeat_threshold` (None, None when
+        off): from the labelled samples' class presence; unlabelled photos keep factor 1."""
+        threshold = self.cfg.data.repeat_threshold
+        if not threshold or not len(labeled):
+            return None, None
+        pairs = repeat_factors(class_presence(self.data, labeled, num_classes), threshold)
+        photos = np.ones(len(train_photos))
+        is_pair = np.isin(train_photos, labeled)  # `labeled` is sorted (labels_to_keep)
+        photos[is_pair] = pairs[np.searchsorted(labeled, train_photos[is_pair])]
+        self.label_record.update(
+            repeat_threshold=threshold,
+            repeat_factor_max=round(float(pairs.max()), 3),
+            repeated_share=round(float((pairs > 1).mean()), 4),
+            epoch_growth=round(float(pairs.mean()), 4),
+        )
+        return photos, pairs
 
     # ----- state -----
     @property
