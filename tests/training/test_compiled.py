@@ -19,8 +19,10 @@ def _run(prepared, tmp_path, compile_: bool, steps: int):
     trainer = Trainer(cfg, PreparedDataset(prepared), tmp_path, torch.device("cpu"))
     trainer.logger.enabled = False
     new_graphs = []  # (step, growth phase, graphs built by that step)
-    for _ in range(steps):
+    for i in range(steps):
         st = trainer.growth()
+        if i == steps - 6:  # ADA switching on mid-phase (augment then hands D channel slices) must not recompile
+            trainer.ada.p = 0.5
         before = compiled.compiled_graphs()
         trainer.train_step()
         phase = (st.stage, st.alpha < 1, st.seg_level, 0 < st.seg_alpha < 1)

@@ -340,6 +340,12 @@ class Trainer:
         if self.cfg.augment.enabled:
             mirror = self.level_mirrors[seg_level] if seg_level is not None else None
             img, seg_probs = augment(img, seg_probs, self.ada.p, self.cfg.augment, self.rand, mirror)
+        # Once ADA's p leaves 0, augment returns channel slices of one (image + mask) tensor; one dense
+        # layout keeps D's input the same kind of tensor all run long (a compiled D would otherwise
+        # recompile mid-phase on the new strides) and feeds its convolutions dense memory.
+        layout = torch.channels_last if self.cfg.channels_last else torch.contiguous_format
+        img = img.contiguous(memory_format=layout)
+        seg_probs = None if seg_probs is None else seg_probs.contiguous(memory_format=layout)
         return img, seg_probs
 
     def d_step(self, st: GrowthState, batch: int, d_args: dict, g_args: dict) -> tuple[dict, torch.Tensor]:
