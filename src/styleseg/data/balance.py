@@ -7,7 +7,7 @@ import numpy as np
 
 from styleseg.data.store import PreparedDataset
 
-CHUNK = 256  # masks per read: presence streams through the memory map
+CHUNK = 256  # samples per read when streaming a dataset (presence here, scoring and embedding in metrics)
 
 
 def class_presence(ds: PreparedDataset, idx: np.ndarray, num_classes: int) -> np.ndarray:

@@ -29,13 +29,12 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from styleseg.data.balance import class_presence, repeat_factors
+from styleseg.data.balance import CHUNK, class_presence, repeat_factors
 from styleseg.data.store import PreparedDataset
 from styleseg.errors import CheckpointError, StylesegError
 from styleseg.metrics.segmentation import confusion_matrix, iou_per_class, mean_iou, pixel_accuracy
 from styleseg.metrics.segnet import ResUNet
 
-CHUNK = 256  # samples per read when streaming a dataset
 _ADDED_LATER = ("dice_weight", "repeat_threshold", "weight_ema")  # options whose "off" value is 0
 
 
