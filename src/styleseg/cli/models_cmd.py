@@ -8,7 +8,9 @@ from pathlib import Path
 from styleseg.cli.common import add_device_arg
 from styleseg.device import resolve_device
 from styleseg.models.load import load_generator
+from styleseg.models.weights import read_safetensors
 from styleseg.models.zoo import export_generator, load_exported, model_path, models_cache, registry
+from styleseg.training.checkpoint import load_state
 
 
 def register(sub) -> None:
@@ -31,6 +33,12 @@ def register(sub) -> None:
     e.add_argument("--out", required=True, help="the .safetensors file to write")
     e.add_argument("--name", required=True, help="model name recorded in the file")
     e.add_argument("--fp32", action="store_true", help="keep fp32 weights (default fp16: half the size)")
+    e.add_argument(
+        "--with-discriminator",
+        action="store_true",
+        help="also store D (and ADA's p), so that `styleseg train --init FILE` can train on from it (about twice "
+        "the size)",
+    )
     e.add_argument("--card", default=None, help="a JSON file of model-card facts to embed (figures, data, terms)")
     add_device_arg(e)
     e.set_defaults(func=cmd_export)
@@ -57,7 +65,13 @@ def cmd_list(args) -> int:
 def cmd_export(args) -> int:
     model = load_generator(Path(args.ckpt), resolve_device(args.device))
     card = json.loads(Path(args.card).read_text()) if args.card else None
-    path = export_generator(model, Path(args.out), args.name, half=not args.fp32, card=card)
+    d_state = ada_p = None
+    if args.with_discriminator:
+        d_state = read_safetensors(model.path / "D.safetensors")
+        ada_p = float(load_state(model.path / "state.pt")["ada"]["p"])
+    path = export_generator(
+        model, Path(args.out), args.name, half=not args.fp32, card=card, discriminator=d_state, ada_p=ada_p
+    )
     size = path.stat().st_size / 2**20
     print(f"exported {model.path} (kimg {model.kimg:.1f}) as '{args.name}': {path} ({size:.2f} MiB)")
     return 0

@@ -15,12 +15,14 @@ from styleseg.data.prepare import prepare_dataset, resolve_class_map
 from styleseg.data.readers import open_source
 from styleseg.data.store import PreparedDataset
 from styleseg.device import resolve_device
+from styleseg.errors import StylesegError
 from styleseg.jsonio import write_json
 from styleseg.models.weights import load_json, resolve_checkpoint
 from styleseg.training import distributed as dist
 from styleseg.training.loop import Trainer, describe_schedule
 from styleseg.training.precision import choose_dtype, use_tf32
 from styleseg.training.run_dir import latest_run_dir, new_run_dir, provenance
+from styleseg.training.warm_start import read_warm_start
 
 
 def register(sub) -> None:
@@ -32,7 +34,7 @@ def register(sub) -> None:
     )
     add_data_arg(p, "prepared dataset, or a raw CCP/paired dataset to prepare first (default: $STYLESEG_DATA)")
     p.add_argument("--out", default="runs", help="folder of numbered run folders (default: runs)")
-    p.add_argument("--preset", default="demo", help="preset name or YAML file (default: demo)")
+    p.add_argument("--preset", default=None, help="preset name or YAML file (default: demo)")
     p.add_argument(
         "--set",
         dest="overrides",
@@ -46,6 +48,22 @@ def register(sub) -> None:
         default=None,
         metavar="auto|PATH",
         help="continue the newest run in --out (auto), or a given run/checkpoint folder",
+    )
+    p.add_argument(
+        "--init",
+        default=None,
+        metavar="MODEL|PATH",
+        help="start a new run from a trained generator: a shipped model's name, an exported .safetensors or a "
+        "run/checkpoint folder; its config (with --set overrides) and its kimg carry on, optimisers start "
+        "fresh, and its discriminator is used where the source has one",
+    )
+    p.add_argument(
+        "--d-only-kimg",
+        type=float,
+        default=None,
+        metavar="KIMG",
+        help="with --init: train D alone for this many kimg first (default: 5 when the source has no "
+        "discriminator, else 0)",
     )
     p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (default: the config's, auto)")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and schedule, then exit")
@@ -86,11 +104,16 @@ def cmd_train(args) -> int:
                 dist.print0(f"--resume auto: no run with a checkpoint in {out}; starting a new run")
         else:
             resume_ckpt = resolve_checkpoint(Path(args.resume))
+    if args.init and (args.resume or args.preset):
+        raise StylesegError("--init starts a new run from its source's config: leave out --resume and --preset")
+    warm = read_warm_start(args.init) if args.init else None
     if resume_ckpt is not None:
         data = apply_overrides(load_json(resume_ckpt / "config.json"), args.overrides)
         cfg = config_from_json(data)
+    elif warm is not None:
+        cfg = config_from_json(apply_overrides(to_dict(warm.config), args.overrides))
     else:
-        cfg = build_config(args.preset, args.overrides)
+        cfg = build_config(args.preset or "demo", args.overrides)
     if args.device:
         cfg.device = args.device
     data_path = (
@@ -134,10 +157,21 @@ def cmd_train(args) -> int:
         if resume_ckpt is not None:
             trainer.load(resume_ckpt)
             dist.print0(f"resumed from {resume_ckpt} at kimg {trainer.kimg:.2f}")
+        elif warm is not None:
+            trainer.warm_start(warm, args.d_only_kimg)
+            alone = (trainer.d_only_until - trainer.images_seen) / 1000
+            dist.print0(
+                f"initialised from {warm.path} at kimg {warm.kimg:.2f} ("
+                + ("its discriminator" if warm.discriminator is not None else "a fresh discriminator")
+                + (f", trained alone for {alone:g} kimg first)" if alone else ")")
+            )
         if dist.is_main():
             write_json(run / "config.json", to_dict(cfg))
             info = provenance(device, dist.world_size())
             info.update(data=str(data.root), resumed_from=str(resume_ckpt) if resume_ckpt else None)
+            if warm is not None:
+                alone = (trainer.d_only_until - trainer.images_seen) / 1000
+                info["initialised_from"] = {**warm.describe(), "d_only_kimg": alone}
             info["tf32"] = tf32
             if precision:
                 info["dtype_probe"] = precision

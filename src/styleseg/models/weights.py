@@ -54,25 +54,34 @@ def load_json(path: Path) -> dict:
         raise CheckpointError(f"{path}: corrupt JSON ({exc})") from exc
 
 
-def load_weights(module: torch.nn.Module, path: Path) -> None:
-    """Load a safetensors file into a module, naming the file and the mismatch on failure."""
+def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors (on the CPU), naming the file on failure."""
     try:
-        tensors = load_file(path, device="cpu")
+        return load_file(path, device="cpu")
     except FileNotFoundError as exc:
         raise CheckpointError(f"{path}: missing from checkpoint") from exc
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: corrupt or not a safetensors file ({exc})") from exc
+
+
+def assign_weights(module: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str | Path) -> None:
+    """Load a state dict into a module (casting dtypes), naming `source` and the mismatch on failure."""
     own = module.state_dict()
     missing, unexpected = sorted(set(own) - set(tensors)), sorted(set(tensors) - set(own))
     if missing or unexpected:
         raise CheckpointError(
-            f"{path}: does not match this model (missing {missing[:3]}{'...' if len(missing) > 3 else ''}, "
+            f"{source}: does not match this model (missing {missing[:3]}{'...' if len(missing) > 3 else ''}, "
             f"unexpected {unexpected[:3]}{'...' if len(unexpected) > 3 else ''})"
         )
     for key, value in tensors.items():
         if own[key].shape != value.shape:
             raise CheckpointError(
-                f"{path}: '{key}' has shape {tuple(value.shape)}, the model expects "
+                f"{source}: '{key}' has shape {tuple(value.shape)}, the model expects "
                 f"{tuple(own[key].shape)} (a checkpoint of another configuration?)"
             )
     module.load_state_dict(tensors)
+
+
+def load_weights(module: torch.nn.Module, path: Path) -> None:
+    """Load a safetensors file into a module, naming the file and the mismatch on failure."""
+    assign_weights(module, read_safetensors(path), path)

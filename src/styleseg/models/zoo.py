@@ -2,7 +2,9 @@
 
 An exported model is one safetensors file: the generator's EMA weights (fp16 by default, to keep it
 small) and, in the file's metadata, everything needed to rebuild it: the run's config, the class
-map, the growth state and kimg. No pickle: opening it runs no code.
+map, the growth state and kimg. No pickle: opening it runs no code. Optionally the file also holds
+the discriminator (tensors named `D.*`) and ADA's p, so that training can go on from the file
+(`styleseg train --init`) with a discriminator that already knows the data.
 
 The registry (`styleseg/zoo/registry.json`, plus the JSON file named by $STYLESEG_MODELS if set)
 names each model: either a `file` inside the package, or a `url` with its `sha256`, downloaded once
@@ -33,18 +35,28 @@ from styleseg.models.growth import GrowthState
 from styleseg.models.load import LoadedGenerator
 
 MODEL_FORMAT = "styleseg-generator/1"
+D_PREFIX = "D."
 REGISTRY_ENV = "STYLESEG_MODELS"
 
 
 def export_generator(
-    model: LoadedGenerator, path: Path, name: str, half: bool = True, card: dict | None = None
+    model: LoadedGenerator,
+    path: Path,
+    name: str,
+    half: bool = True,
+    card: dict | None = None,
+    discriminator: dict[str, torch.Tensor] | None = None,
+    ada_p: float | None = None,
 ) -> Path:
-    """Write `model` (its G_ema) as one safetensors file with its config and classes in the metadata."""
+    """Write `model` (its G_ema) as one safetensors file with its config and classes in the metadata;
+    with `discriminator` (a state dict) and `ada_p`, also what training needs to go on from it."""
     dtype = torch.float16 if half else torch.float32
-    tensors = {
-        k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous()
-        for k, v in model.G.state_dict().items()
-    }
+
+    def cast(v: torch.Tensor) -> torch.Tensor:
+        return v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous()
+
+    tensors = {k: cast(v) for k, v in model.G.state_dict().items()}
+    tensors.update({D_PREFIX + k: cast(v) for k, v in (discriminator or {}).items()})
     meta = {
         "format": MODEL_FORMAT,
         "name": name,
@@ -54,6 +66,8 @@ def export_generator(
         "kimg": str(model.kimg),
         "card": json.dumps(card or {}),
     }
+    if ada_p is not None:
+        meta["ada_p"] = repr(float(ada_p))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.partial")
@@ -73,8 +87,8 @@ def is_exported_model(path: Path) -> bool:
         return False
 
 
-def load_exported(path: Path, device: torch.device) -> LoadedGenerator:
-    """Rebuild a generator from an exported file (weights cast to fp32)."""
+def _read_exported(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """An exported file's metadata and tensors, with errors that name the file."""
     path = Path(path)
     try:
         with safe_open(str(path), "pt") as f:
@@ -86,6 +100,22 @@ def load_exported(path: Path, device: torch.device) -> LoadedGenerator:
         raise CheckpointError(f"{path}: corrupt or not a safetensors file ({exc})") from exc
     if meta.get("format") != MODEL_FORMAT:
         raise CheckpointError(f"{path}: not an exported styleseg model (format {meta.get('format')!r})")
+    return meta, tensors
+
+
+def exported_training_state(path: Path) -> tuple[dict[str, torch.Tensor] | None, float | None]:
+    """The discriminator's state dict and ADA's p stored in an exported file (None where it has none)."""
+    meta, tensors = _read_exported(path)
+    d_state = {k[len(D_PREFIX) :]: v for k, v in tensors.items() if k.startswith(D_PREFIX)}
+    ada_p = float(meta["ada_p"]) if "ada_p" in meta else None
+    return d_state or None, ada_p
+
+
+def load_exported(path: Path, device: torch.device) -> LoadedGenerator:
+    """Rebuild a generator from an exported file (weights cast to fp32)."""
+    path = Path(path)
+    meta, tensors = _read_exported(path)
+    tensors = {k: v for k, v in tensors.items() if not k.startswith(D_PREFIX)}
     try:
         config = config_from_json(json.loads(meta["config"]))
         class_map = ClassMap.from_json(json.loads(meta["classes"]))
@@ -182,9 +212,16 @@ def model_path(name: str) -> Path:
     return fetch_model(entry)
 
 
+def model_file(name_or_path: str) -> Path:
+    """The file of a registered model by name, or an exported model file given by its path."""
+    path = Path(name_or_path)
+    if path.suffix == ".safetensors":
+        if not path.is_file():
+            raise CheckpointError(f"{path}: model file not found")
+        return path
+    return model_path(name_or_path)
+
+
 def load_model(name_or_path: str, device: torch.device) -> LoadedGenerator:
     """A registered model by name, or an exported model file."""
-    path = Path(name_or_path)
-    if path.suffix == ".safetensors" and path.is_file():
-        return load_exported(path, device)
-    return load_exported(model_path(name_or_path), device)
+    return load_exported(model_file(name_or_path), device)

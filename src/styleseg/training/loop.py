@@ -34,6 +34,7 @@ from styleseg.models.growth import (
     split_discriminator_classes,
     split_generator_classes,
 )
+from styleseg.models.weights import assign_weights
 from styleseg.sampling import synthesize, to_class_ids, to_uint8_images
 from styleseg.training import distributed as dist
 from styleseg.training.augment import AdaController, augment
@@ -44,6 +45,7 @@ from styleseg.training.feeder import RealBatchFeeder, photo_positions
 from styleseg.training.losses import d_logistic, d_wgan, g_nonsaturating, g_wgan, gradient_penalty, r1_penalty
 from styleseg.training.randomness import CounterRandom
 from styleseg.training.run_dir import RunLogger
+from styleseg.training.warm_start import WarmStart
 from styleseg.viz import grid, save_png, triplet, upscale, with_legend
 
 
@@ -154,6 +156,7 @@ class Trainer:
         self.ada = AdaController(cfg.augment)
         self.rand = CounterRandom(cfg.seed, self.rank, self.world, device)
         self.images_seen, self.step = 0, 0
+        self.d_only_until = 0  # images_seen below which only D trains (a warm start's fresh D catching up)
         self.stats = StepStatistics()
         self._pair_flags: dict[tuple[int, int], torch.Tensor] = {}
         self.structure: tuple | None = None
@@ -205,6 +208,7 @@ class Trainer:
             "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             **self.feeder.sampler_states(),
             "world_size": self.world,
+            "d_only_until": self.d_only_until,
         }
 
     def load(self, ckpt: Path) -> None:
@@ -222,6 +226,37 @@ class Trainer:
         if state["rng_cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng_cuda"])
         self.feeder.load_sampler_states(state)
+        self.d_only_until = int(state.get("d_only_until", 0))
+
+    def warm_start(self, source: WarmStart, d_only_kimg: float | None = None) -> None:
+        """Start from a trained generator at its kimg (see training/warm_start.py). D comes from the
+        source where it has one; a fresh D first trains alone for `d_only_kimg` (default 5 when fresh,
+        0 otherwise), so that its first, uninformed gradients do not undo the generator."""
+        if source.config.model != self.cfg.model:
+            raise StylesegError(f"{source.path}: its model config differs from this run's (--set model.* ?)")
+        if source.class_map != self.data.class_map:
+            raise StylesegError(
+                f"{source.path}: its classes ({source.class_map.name}) are not {self.data.root}'s "
+                f"({self.data.class_map.name})"
+            )
+        self.images_seen = round(source.kimg * 1000)
+        st = self.growth()
+        if st != source.growth:
+            raise StylesegError(
+                f"{source.path}: saved at {source.growth}, but this run's schedule gives {st} at kimg {source.kimg:.2f}"
+            )
+        for module in (self.G, self.G_ema):
+            assign_weights(module, source.generator, source.path)
+        if source.discriminator is not None:
+            assign_weights(self.D, source.discriminator, f"{source.path} (discriminator)")
+        if source.ada_p is not None and self.cfg.augment.fixed_p is None:
+            self.ada.p = source.ada_p
+        if d_only_kimg is None:
+            d_only_kimg = 0.0 if source.discriminator is not None else 5.0
+        self.d_only_until = self.images_seen + round(d_only_kimg * 1000)
+        self.structure = st.structure  # already grown: no growth event may re-initialise a head
+        self.next_snapshot = self.images_seen
+        self.next_checkpoint = self.images_seen + int(self.cfg.checkpoint_kimg * 1000)
 
     def meta(self) -> dict:
         return {
@@ -435,17 +470,19 @@ class Trainer:
         }
         g_args = {"stage": st.stage, "alpha": st.alpha, "seg_level": st.seg_level}
         stats, loss_d = self.d_step(st, batch, d_args, g_args)
-        loss_g, ws = self.g_step(st, batch, d_args, g_args)
-        self.G.update_w_avg(dist.all_reduce_mean(ws[:, 0].detach().float().mean(0)))
-
         global_batch = batch * self.world
-        self.images_seen += global_batch
-        ema_update(
-            self.G_ema, self.G, ema_beta(global_batch, self.images_seen, cfg.optim.ema_kimg, cfg.optim.ema_rampup)
-        )
+        if self.images_seen >= self.d_only_until:
+            loss_g, ws = self.g_step(st, batch, d_args, g_args)
+            self.G.update_w_avg(dist.all_reduce_mean(ws[:, 0].detach().float().mean(0)))
+            stats["loss_G"] = loss_g.detach()
+            self.images_seen += global_batch
+            beta = ema_beta(global_batch, self.images_seen, cfg.optim.ema_kimg, cfg.optim.ema_rampup)
+            ema_update(self.G_ema, self.G, beta)
+        else:
+            self.images_seen += global_batch
         self.ada.maybe_adjust(self.step, global_batch, dist.all_reduce_sum)
         self.step += 1
-        stats.update(loss_D=loss_d.detach(), loss_G=loss_g.detach())
+        stats["loss_D"] = loss_d.detach()
         self.stats.add(stats)
 
     def read_stats(self, reset: bool = True) -> dict[str, float]:
@@ -581,7 +618,7 @@ class Trainer:
                     K=record["classes"],
                     p=f"{self.ada.p:.2f}",
                     D=f"{stats['loss_D']:.2f}",
-                    G=f"{stats['loss_G']:.2f}",
+                    G=f"{stats['loss_G']:.2f}" if "loss_G" in stats else "-",  # "-": D alone (warm start)
                 )
             if self.stop_signal is not None:
                 bar.close()
