@@ -36,7 +36,7 @@ from styleseg.errors import StylesegError
 from styleseg.generate import GenerateOptions, generate_dataset
 from styleseg.metrics.distribution import js_divergence, kernel_inception_distance, reduced_frechet
 from styleseg.metrics.labels import LabelStatistics
-from styleseg.metrics.segmentation import confusion_matrix, per_sample_miou
+from styleseg.metrics.segmentation import confusion_matrix, per_sample_miou, ratio_over_shared_classes
 from styleseg.metrics.segmenter import (
     CHUNK,
     SegmenterConfig,
@@ -371,12 +371,15 @@ def evaluate(
 
     # 1. agreement
     agreed, per_sample = agreement_scores(ref, gen, device)
+    shared_ratio, shared = ratio_over_shared_classes(agreed["iou"], ceiling["val"]["iou"])
     agreement = {
         "miou": agreed["miou"],
         "pixel_accuracy": agreed["pixel_accuracy"],
         "n": len(gen),
         "per_class": agreed["iou"],
         "ratio_to_ceiling": agreed["miou"] / max(ceiling["val"]["miou"], 1e-9),
+        "ratio_over_shared_classes": shared_ratio,
+        "shared_classes": shared,
         "per_sample_miou_quartiles": np.quantile(per_sample, [0.25, 0.5, 0.75]).round(4).tolist(),
     }
 
@@ -441,6 +444,14 @@ def _interval(d: dict | None) -> str:
     return f"  diff {d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] vs {d['baseline']}: {d['verdict']}"
 
 
+def _shared_ratio_text(agreement: dict, num_classes: int) -> str:
+    """The ratio over the classes both score (older metrics.json files lack it)."""
+    ratio, shared = agreement.get("ratio_over_shared_classes"), agreement.get("shared_classes")
+    if ratio is None or shared is None:
+        return ""
+    return f"; {ratio:.2f} over the {len(shared)} of {num_classes} classes both score"
+
+
 def summary_table(m: dict) -> str:
     seg = m["segmenter"]
     lines = [
@@ -449,8 +460,9 @@ def summary_table(m: dict) -> str:
         + (f"; test (n={seg['test']['n']}): mIoU {seg['test']['miou']:.3f}" if "test" in seg else "")
         + f"; trained {seg['budget'].get('steps')} steps (best {seg['budget'].get('best_step')})",
         f"agreement (generated mask vs segmenter on generated image, n={m['n']}): "
-        f"mIoU {m['agreement']['miou']:.3f} ({m['agreement']['ratio_to_ceiling']:.2f} of the ceiling), "
-        f"pixel acc {m['agreement']['pixel_accuracy']:.3f}",
+        f"mIoU {m['agreement']['miou']:.3f} ({m['agreement']['ratio_to_ceiling']:.2f} of the ceiling"
+        + _shared_ratio_text(m["agreement"], len(seg["val"]["iou"]))
+        + f"), pixel acc {m['agreement']['pixel_accuracy']:.3f}",
         "usefulness (segmenter mIoU on real val report half; mean ± std over seeds; paired difference, 95% interval):"
         if m["usefulness"]
         else "usefulness: not measured (--regimes none)",

@@ -6,7 +6,13 @@ import torch
 
 from styleseg.metrics.distribution import frechet_distance, js_divergence, kernel_inception_distance, mmd2_unbiased
 from styleseg.metrics.labels import class_frequencies, classes_per_image, components_per_class, person_extent
-from styleseg.metrics.segmentation import confusion_matrix, iou_per_class, mean_iou, pixel_accuracy
+from styleseg.metrics.segmentation import (
+    confusion_matrix,
+    iou_per_class,
+    mean_iou,
+    pixel_accuracy,
+    ratio_over_shared_classes,
+)
 
 
 def test_miou_with_absent_classes():
@@ -343,3 +349,20 @@ def test_weight_ema_returns_the_moving_average_of_weights_and_batch_norm_statist
     assert all(torch.allclose(got[k].float(), v, atol=1e-6) for k, v in expected.items())
     assert not torch.allclose(got["head.weight"], seen[-1]["head.weight"])  # not the last raw weights
     assert any("running_mean" in k for k in expected)  # batch-norm statistics are averaged too
+
+
+def test_ratio_to_the_ceiling_over_shared_classes_does_not_move_when_a_class_drops_out():
+    ceiling = {"bg": 0.9, "shirt": 0.8, "hat": 0.0}
+    with_hat = {"bg": 0.9, "shirt": 0.4, "hat": 0.0}  # the hat scored in both: 0.433 / 0.567
+    without_hat = {"bg": 0.9, "shirt": 0.4, "hat": None}  # no hat in these samples: plain ratio jumps
+    plain = [
+        np.nanmean([v if v is not None else np.nan for v in d.values()]) / np.mean(list(ceiling.values()))
+        for d in (with_hat, without_hat)
+    ]
+    assert plain[1] > plain[0] + 0.1
+    r0, shared0 = ratio_over_shared_classes(with_hat, ceiling)
+    r1, shared1 = ratio_over_shared_classes(without_hat, ceiling)
+    assert shared0 == ["bg", "shirt", "hat"] and shared1 == ["bg", "shirt"]
+    assert r0 == pytest.approx((1.3 / 3) / (1.7 / 3)) and r1 == pytest.approx(1.3 / 1.7)
+    assert ratio_over_shared_classes({"bg": None}, {"bg": 0.9}) == (None, [])
+    assert ratio_over_shared_classes({"bg": float("nan")}, {"bg": 0.9}) == (None, [])

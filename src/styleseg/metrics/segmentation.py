@@ -24,6 +24,21 @@ def mean_iou(cm: np.ndarray) -> float:
     return float(np.nanmean(iou_per_class(cm)))
 
 
+def ratio_over_shared_classes(
+    scores: dict[str, float | None], ceiling: dict[str, float | None]
+) -> tuple[float | None, list[str]]:
+    """Mean IoU of `scores` over mean IoU of `ceiling`, both over the classes each one scores (None/NaN
+    where a class occurs in neither mask). A plain ratio of two mIoUs compares means over different
+    class sets when a rare class drops out of one (e.g. fewer generated samples): it then moves with n."""
+    shared = [
+        c for c in scores if c in ceiling and all(v is not None and np.isfinite(v) for v in (scores[c], ceiling[c]))
+    ]
+    if not shared:
+        return None, []
+    mean_ceiling = float(np.mean([ceiling[c] for c in shared]))
+    return float(np.mean([scores[c] for c in shared])) / max(mean_ceiling, 1e-9), shared
+
+
 def pixel_accuracy(cm: np.ndarray) -> float:
     return float(np.diag(cm).sum() / max(cm.sum(), 1))
 
