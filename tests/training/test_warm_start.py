@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 from styleseg.cli.main import main
-from styleseg.models.zoo import exported_training_state, load_exported
+from styleseg.models.zoo import load_exported, load_exported_for_training
 from styleseg.training.checkpoint import list_checkpoints, load_state
 from styleseg.training.warm_start import read_warm_start
 from tests.cli.test_generate_explore import checkpoint  # noqa: F401  (fixture: tiny run, ends at kimg 0.32)
@@ -32,8 +32,8 @@ def final_checkpoint(out):
 def test_export_with_discriminator_round_trips(checkpoint, tmp_path):  # noqa: F811
     plain = export(checkpoint, tmp_path / "g.safetensors")
     full = export(checkpoint, tmp_path / "gd.safetensors", "--with-discriminator")
-    assert exported_training_state(plain) == (None, None)
-    d_state, ada_p = exported_training_state(full)
+    assert load_exported_for_training(plain, torch.device("cpu"))[1:] == (None, None)
+    _, d_state, ada_p = load_exported_for_training(full, torch.device("cpu"))
     want = load_file(checkpoint / "D.safetensors")
     assert set(d_state) == set(want) and all(torch.equal(d_state[k], want[k]) for k in want)
     assert ada_p == load_state(checkpoint / "state.pt")["ada"]["p"]

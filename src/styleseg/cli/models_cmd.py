@@ -8,9 +8,8 @@ from pathlib import Path
 from styleseg.cli.common import add_device_arg
 from styleseg.device import resolve_device
 from styleseg.models.load import load_generator
-from styleseg.models.weights import read_safetensors
 from styleseg.models.zoo import export_generator, load_exported, model_path, models_cache, registry
-from styleseg.training.checkpoint import load_state
+from styleseg.training.checkpoint import discriminator_state
 
 
 def register(sub) -> None:
@@ -65,10 +64,7 @@ def cmd_list(args) -> int:
 def cmd_export(args) -> int:
     model = load_generator(Path(args.ckpt), resolve_device(args.device))
     card = json.loads(Path(args.card).read_text()) if args.card else None
-    d_state = ada_p = None
-    if args.with_discriminator:
-        d_state = read_safetensors(model.path / "D.safetensors")
-        ada_p = float(load_state(model.path / "state.pt")["ada"]["p"])
+    d_state, ada_p = discriminator_state(model.path) if args.with_discriminator else (None, None)
     path = export_generator(
         model, Path(args.out), args.name, half=not args.fp32, card=card, discriminator=d_state, ada_p=ada_p
     )

@@ -170,7 +170,6 @@ def cmd_train(args) -> int:
             info = provenance(device, dist.world_size())
             info.update(data=str(data.root), resumed_from=str(resume_ckpt) if resume_ckpt else None)
             if warm is not None:
-                alone = (trainer.d_only_until - trainer.images_seen) / 1000
                 info["initialised_from"] = {**warm.describe(), "d_only_kimg": alone}
             info["tf32"] = tf32
             if precision:

@@ -103,19 +103,15 @@ def _read_exported(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]
     return meta, tensors
 
 
-def exported_training_state(path: Path) -> tuple[dict[str, torch.Tensor] | None, float | None]:
-    """The discriminator's state dict and ADA's p stored in an exported file (None where it has none)."""
-    meta, tensors = _read_exported(path)
-    d_state = {k[len(D_PREFIX) :]: v for k, v in tensors.items() if k.startswith(D_PREFIX)}
-    ada_p = float(meta["ada_p"]) if "ada_p" in meta else None
-    return d_state or None, ada_p
-
-
-def load_exported(path: Path, device: torch.device) -> LoadedGenerator:
-    """Rebuild a generator from an exported file (weights cast to fp32)."""
+def load_exported_for_training(
+    path: Path, device: torch.device
+) -> tuple[LoadedGenerator, dict[str, torch.Tensor] | None, float | None]:
+    """An exported file's generator, and its discriminator's state dict and ADA's p (None where the
+    file has none), from one read of the file."""
     path = Path(path)
     meta, tensors = _read_exported(path)
-    tensors = {k: v for k, v in tensors.items() if not k.startswith(D_PREFIX)}
+    d_state = {k[len(D_PREFIX) :]: v for k, v in tensors.items() if k.startswith(D_PREFIX)}
+    g_state = {k: v for k, v in tensors.items() if not k.startswith(D_PREFIX)}
     try:
         config = config_from_json(json.loads(meta["config"]))
         class_map = ClassMap.from_json(json.loads(meta["classes"]))
@@ -124,11 +120,18 @@ def load_exported(path: Path, device: torch.device) -> LoadedGenerator:
         raise CheckpointError(f"{path}: metadata does not describe a styleseg model ({exc})") from exc
     G = Generator(config.model, [lvl.num_classes for lvl in class_map.levels()])
     own = G.state_dict()
-    if set(own) != set(tensors) or any(own[k].shape != tensors[k].shape for k in own):
+    if set(own) != set(g_state) or any(own[k].shape != g_state[k].shape for k in own):
         raise CheckpointError(f"{path}: weights do not match the model its metadata describes")
-    G.load_state_dict({k: v.to(own[k].dtype) for k, v in tensors.items()})
+    G.load_state_dict({k: v.to(own[k].dtype) for k, v in g_state.items()})
     G.eval().requires_grad_(False).to(device)
-    return LoadedGenerator(G, config, class_map, growth, float(meta["kimg"]), path)
+    model = LoadedGenerator(G, config, class_map, growth, float(meta["kimg"]), path)
+    ada_p = float(meta["ada_p"]) if "ada_p" in meta else None
+    return model, d_state or None, ada_p
+
+
+def load_exported(path: Path, device: torch.device) -> LoadedGenerator:
+    """Rebuild a generator from an exported file (weights cast to fp32)."""
+    return load_exported_for_training(path, device)[0]
 
 
 @dataclass(frozen=True)

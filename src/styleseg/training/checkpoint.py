@@ -19,10 +19,18 @@ from safetensors import SafetensorError
 from safetensors.torch import save_file
 
 from styleseg.errors import CheckpointError
-from styleseg.models.weights import list_checkpoints, load_json, load_weights, resolve_checkpoint
+from styleseg.models.weights import list_checkpoints, load_json, load_weights, read_safetensors, resolve_checkpoint
 
 WEIGHT_FILES = ("G", "D", "G_ema")
-__all__ = ["list_checkpoints", "load_json", "load_state", "load_weights", "resolve_checkpoint", "save_checkpoint"]
+__all__ = [
+    "discriminator_state",
+    "list_checkpoints",
+    "load_json",
+    "load_state",
+    "load_weights",
+    "resolve_checkpoint",
+    "save_checkpoint",
+]
 
 
 def _fsync(path: Path) -> None:
@@ -102,3 +110,9 @@ def load_state(path: Path) -> dict:
         raise CheckpointError(f"{path}: missing from checkpoint") from exc
     except (RuntimeError, OSError, EOFError, ValueError) as exc:
         raise CheckpointError(f"{path}: corrupt resume state ({exc})") from exc
+
+
+def discriminator_state(ckpt: Path) -> tuple[dict[str, torch.Tensor], float]:
+    """A checkpoint's discriminator weights and ADA's p: what training needs beside the generator to
+    go on from it in a new run (`train --init`, `models export --with-discriminator`)."""
+    return read_safetensors(ckpt / "D.safetensors"), float(load_state(ckpt / "state.pt")["ada"]["p"])

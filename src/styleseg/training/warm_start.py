@@ -18,9 +18,9 @@ from styleseg.config import TrainConfig
 from styleseg.data.classes import ClassMap
 from styleseg.models.growth import GrowthState
 from styleseg.models.load import load_generator
-from styleseg.models.weights import read_safetensors, resolve_checkpoint
-from styleseg.models.zoo import exported_training_state, load_exported, model_file
-from styleseg.training.checkpoint import load_state
+from styleseg.models.weights import resolve_checkpoint
+from styleseg.models.zoo import load_exported_for_training, model_file
+from styleseg.training.checkpoint import discriminator_state
 
 
 @dataclass
@@ -51,12 +51,9 @@ def read_warm_start(source: str) -> WarmStart:
     if path.is_dir() or (path.exists() and path.suffix != ".safetensors"):  # a run or checkpoint folder
         ckpt = resolve_checkpoint(path)
         model = load_generator(ckpt, cpu)
-        d_state = read_safetensors(ckpt / "D.safetensors") if (ckpt / "D.safetensors").exists() else None
-        ada_p = float(load_state(ckpt / "state.pt")["ada"]["p"]) if (ckpt / "state.pt").exists() else None
+        d_state, ada_p = discriminator_state(ckpt)  # every checkpoint the loop writes has both
     else:
-        file = model_file(source)
-        model = load_exported(file, cpu)
-        d_state, ada_p = exported_training_state(file)
+        model, d_state, ada_p = load_exported_for_training(model_file(source), cpu)
     return WarmStart(
         generator=model.G.state_dict(),
         discriminator=d_state,
