@@ -50,6 +50,7 @@ from styleseg.metrics.segmenter import (
 )
 from styleseg.metrics.usefulness import Regime, paired_difference, regimes, summarize, verdict
 from styleseg.models.load import LoadedGenerator
+from styleseg.report import shared_ratio_text, write_report
 
 EVALUATE_VERSION = 2  # recorded in metrics.json: which instrument produced the figures
 
@@ -414,8 +415,6 @@ def evaluate(
         "seconds": round(time.perf_counter() - start, 1),
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    from styleseg.report import write_report
-
     write_report(metrics, out / "report.html", gen, ds, extents)
     return metrics
 
@@ -444,14 +443,6 @@ def _interval(d: dict | None) -> str:
     return f"  diff {d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] vs {d['baseline']}: {d['verdict']}"
 
 
-def _shared_ratio_text(agreement: dict, num_classes: int) -> str:
-    """The ratio over the classes both score (older metrics.json files lack it)."""
-    ratio, shared = agreement.get("ratio_over_shared_classes"), agreement.get("shared_classes")
-    if ratio is None or shared is None:
-        return ""
-    return f"; {ratio:.2f} over the {len(shared)} of {num_classes} classes both score"
-
-
 def summary_table(m: dict) -> str:
     seg = m["segmenter"]
     lines = [
@@ -461,7 +452,7 @@ def summary_table(m: dict) -> str:
         + f"; trained {seg['budget'].get('steps')} steps (best {seg['budget'].get('best_step')})",
         f"agreement (generated mask vs segmenter on generated image, n={m['n']}): "
         f"mIoU {m['agreement']['miou']:.3f} ({m['agreement']['ratio_to_ceiling']:.2f} of the ceiling"
-        + _shared_ratio_text(m["agreement"], len(seg["val"]["iou"]))
+        + shared_ratio_text(m["agreement"], len(seg["val"]["iou"]))
         + f"), pixel acc {m['agreement']['pixel_accuracy']:.3f}",
         "usefulness (segmenter mIoU on real val report half; mean ± std over seeds; paired difference, 95% interval):"
         if m["usefulness"]

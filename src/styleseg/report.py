@@ -54,6 +54,14 @@ def _plots(metrics: dict, extents) -> str:
     return f'<img alt="label statistics" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
 
 
+def shared_ratio_text(agreement: dict, num_classes: int) -> str:
+    """The ratio over the classes both score (older metrics.json files lack it)."""
+    ratio, shared = agreement.get("ratio_over_shared_classes"), agreement.get("shared_classes")
+    if ratio is None or shared is None:
+        return ""
+    return f"; {ratio:.2f} over the {len(shared)} of {num_classes} classes both score"
+
+
 def _table(rows: list[list], header: list[str]) -> str:
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in r) + "</tr>" for r in rows)
@@ -203,7 +211,9 @@ evaluate version {metrics["evaluate_version"]}, {metrics["seconds"]} s.</p>
 <h2>1. Do the masks match the images?</h2>
 <p>Agreement between each generated mask and the reference segmenter's prediction on the generated image
 (n = {metrics["agreement"]["n"]}): <b>mIoU {metrics["agreement"]["miou"]:.3f}</b>
-({metrics["agreement"]["ratio_to_ceiling"]:.2f} of the ceiling), pixel accuracy
+({metrics["agreement"]["ratio_to_ceiling"]:.2f} of the ceiling{
+        html.escape(shared_ratio_text(metrics["agreement"], len(names)))
+    }), pixel accuracy
 {metrics["agreement"]["pixel_accuracy"]:.3f}. The same segmenter scores mIoU {seg["val"]["miou"]:.3f} on real
 {html.escape(seg["val"]["split"])} data (n = {seg["val"]["n"]}): the ceiling of the agreement number. It trained
 {seg["budget"].get("steps")} steps and kept the weights of step {seg["budget"].get("best_step")}

@@ -74,6 +74,7 @@ def test_evaluate_writes_metrics_and_report(checkpoint, prepared_tiny, tmp_path,
     assert 0 <= m["labels"]["js_divergence_bits"] <= 1
     html = (tmp_path / "e" / "report.html").read_text()
     assert "<table>" in html and "data:image/png;base64" in html
+    assert "classes both score" in html  # the shared-class ratio beside the plain one
     n_cached = len(list(cache.iterdir()))
     assert main(argv) == 0  # the second evaluation reuses every cached segmenter
     assert "reusing cached segmenter" in capsys.readouterr().out
