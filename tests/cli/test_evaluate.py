@@ -1,5 +1,6 @@
 """`styleseg evaluate` and the segmenter commands end to end on tiny data."""
 
+import hashlib
 import json
 
 import pytest
@@ -150,11 +151,20 @@ def test_segmenter_init_must_match_classes_and_width(trained_segmenter, prepared
     assert (
         meta["init"]["folder"] == str(trained_segmenter) and meta["seconds_including_init"] >= meta["budget"]["seconds"]
     )
+    weights = (trained_segmenter / "segmenter.safetensors").read_bytes()
+    assert meta["init"]["weights_sha256_16"] == hashlib.sha256(weights).hexdigest()[:16]
     cfg = json.loads((trained_segmenter / "segmenter.json").read_text())
     cfg["config"]["width"] = 16
     (trained_segmenter / "segmenter.json").write_text(json.dumps(cfg))
     assert main([*argv, "--out", str(tmp_path / "bad"), "--init", str(trained_segmenter)]) == 2
     assert "width 16 cannot start this training" in capsys.readouterr().err
+
+
+def test_a_corrupt_segmenter_file_is_named(trained_segmenter, capsys):
+    (trained_segmenter / "segmenter.safetensors").write_bytes(b"not a safetensors file")
+    assert main(["segmenter", "eval", "--ckpt", str(trained_segmenter), "--data", "unused", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert f"{trained_segmenter}/segmenter.safetensors: cannot load" in err
 
 
 def test_evaluate_refuses_a_subset_outside_the_train_split(checkpoint, prepared_tiny, tmp_path, capsys):  # noqa: F811

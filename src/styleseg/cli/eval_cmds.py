@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -253,7 +252,7 @@ def starting_point(folder: Path, cfg: SegmenterConfig) -> tuple[dict, str, dict]
     model, meta, _ = load_matching_segmenter(
         folder, torch.device("cpu"), cfg.num_classes, cfg.width, use="start this training"
     )
-    key = hashlib.sha256((folder / "segmenter.safetensors").read_bytes()).hexdigest()[:16]
+    key = meta["weights_sha256"][:16]
     about = {"folder": str(folder), "weights_sha256_16": key, "budget": meta.get("budget", {})}
     return model.state_dict(), key, about
 

@@ -26,7 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save_file
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from styleseg.data.balance import CHUNK, class_presence, repeat_factors
@@ -381,10 +383,13 @@ def load_segmenter(folder: Path, device: torch.device) -> tuple[ResUNet, dict]:
     except TypeError as exc:
         raise CheckpointError(f"{meta_path}: written by another version of styleseg's segmenter ({exc})") from exc
     model = ResUNet(cfg.num_classes, cfg.width)
+    weights = Path(folder) / "segmenter.safetensors"
     try:
-        model.load_state_dict(load_file(Path(folder) / "segmenter.safetensors"))
-    except (OSError, RuntimeError) as exc:
-        raise CheckpointError(f"{folder}/segmenter.safetensors: cannot load ({exc})") from exc
+        data = weights.read_bytes()  # read once: both the weights and their hash come from these bytes
+        model.load_state_dict(load_safetensors(data))
+    except (OSError, RuntimeError, SafetensorError) as exc:
+        raise CheckpointError(f"{weights}: cannot load ({exc})") from exc
+    meta["weights_sha256"] = hashlib.sha256(data).hexdigest()
     return model.to(device).eval(), meta
 
 
