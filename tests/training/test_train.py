@@ -170,3 +170,25 @@ def test_tf32_on_ampere_and_newer():
     ampere = torch.cuda.get_device_capability(device)[0] >= 8
     assert use_tf32(device) is ampere and torch.backends.cuda.matmul.allow_tf32 is ampere
     assert use_tf32(device, enabled=False) is False and not torch.backends.cudnn.allow_tf32
+
+
+def test_training_draws_nothing_from_torch_global_generator(prepared_tiny, tmp_path, monkeypatch):
+    # Every number a step uses comes from CounterRandom (a function of seed and step), so a checkpoint
+    # needs no generator state for an exact resume. Growth and class-split events included.
+    from styleseg.training.loop import Trainer
+
+    original, states = Trainer.train, {}
+
+    def recording_train(self, *args, **kwargs):
+        states["before"] = torch.get_rng_state()
+        code = original(self, *args, **kwargs)
+        states["after"] = torch.get_rng_state()
+        return code
+
+    monkeypatch.setattr(Trainer, "train", recording_train)
+    assert main(train_args(prepared_tiny, tmp_path / "runs")) == 0
+    (run,) = (tmp_path / "runs").iterdir()
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    kinds = {r["kind"] for r in records if r.get("event") == "growth"}
+    assert {"resolution", "segmentation", "class-split"} <= kinds, kinds
+    assert torch.equal(states["before"], states["after"])

@@ -195,6 +195,9 @@ class Trainer:
         return growth_at(self.kimg, self.cfg.schedule, self.cfg.model.num_stages, len(self.levels))
 
     def state_dict(self) -> dict:
+        # No generator states: a step draws every number from CounterRandom (seed, step), never from
+        # torch's global generators (tests/training/test_train.py checks), and saving CUDA's would
+        # touch every visible GPU from every rank. Older checkpoints' rng_* entries are ignored.
         return {
             "images_seen": self.images_seen,
             "step": self.step,
@@ -204,8 +207,6 @@ class Trainer:
             "opt_G": self.opt_G.state_dict(),
             "opt_D": self.opt_D.state_dict(),
             "ada": self.ada.state_dict(),
-            "rng_cpu": torch.get_rng_state(),
-            "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             **self.feeder.sampler_states(),
             "world_size": self.world,
             "d_only_until": self.d_only_until,
@@ -222,9 +223,6 @@ class Trainer:
         self.opt_G.load_state_dict(state["opt_G"])
         self.opt_D.load_state_dict(state["opt_D"])
         self.ada.load_state_dict(state["ada"])
-        torch.set_rng_state(state["rng_cpu"])
-        if state["rng_cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng_cuda"])
         self.feeder.load_sampler_states(state)
         self.d_only_until = int(state.get("d_only_until", 0))
 
