@@ -50,7 +50,7 @@ from styleseg.metrics.segmenter import (
 )
 from styleseg.metrics.usefulness import Regime, paired_difference, regimes, summarize, verdict
 from styleseg.models.load import LoadedGenerator
-from styleseg.report import shared_ratio_text, write_report
+from styleseg.report import seed_range, shared_ratio_text, write_report
 
 EVALUATE_VERSION = 2  # recorded in metrics.json: which instrument produced the figures
 
@@ -61,6 +61,9 @@ class EvalOptions:
     """Generated pairs (the amount of generated training data in the usefulness regimes)."""
     psi: float = 1.0
     """Truncation of the generated pairs."""
+    first_seed: int = 0
+    """Generated pair k uses seed first_seed + k: pick a checkpoint on one block of seeds, then report
+    it on another, so the reported figure is not the maximum of several noisy draws."""
     seeds: int = 3
     """Segmenter seeds per usefulness regime (at least 3 for an interval worth reading)."""
     low_labels: list[int] = field(default_factory=lambda: [50])
@@ -146,17 +149,19 @@ def inception_fid(real_batches, fake_batches, weights: str | None, feature=2048)
         return {"skipped": f"Inception FID unavailable ({exc}); pass --inception-weights PATH"}
 
 
-def generated_store(model: LoadedGenerator, out: Path, n: int, psi: float, resolution, device, log) -> PreparedDataset:
+def generated_store(
+    model: LoadedGenerator, out: Path, n: int, psi: float, first_seed: int, resolution, device, log
+) -> PreparedDataset:
     """Generate n pairs into out/generated (reused when the same checkpoint and settings made them)."""
     gen_dir, gen_store = out / "generated", out / "generated-prepared"
     marker = out / "generated-source.json"
-    source = {"checkpoint": str(model.path.resolve()), "psi": psi, "n": n}
+    source = {"checkpoint": str(model.path.resolve()), "psi": psi, "n": n, "first_seed": first_seed}
     if marker.exists() and json.loads(marker.read_text()) != source:
         shutil.rmtree(gen_dir, ignore_errors=True)  # samples of another checkpoint or setting must not be reused
         shutil.rmtree(gen_store, ignore_errors=True)
     marker.write_text(json.dumps(source))
-    log(f"generating {n} pairs")
-    generate_dataset(model, gen_dir, GenerateOptions(n=n, psi=psi), device)
+    log(f"generating {n} pairs (seeds {first_seed}..{first_seed + n - 1})")
+    generate_dataset(model, gen_dir, GenerateOptions(n=n, psi=psi, seed=first_seed), device)
     if not (gen_store / "dataset.json").exists():
         prepare_dataset(gen_dir, gen_store, resolution, None, workers=1)
     return PreparedDataset(gen_store)
@@ -368,7 +373,7 @@ def evaluate(
     if len(ds.indices("test", labeled_only=True)):
         ceiling["test"] = evaluate_segmenter(ref, ds, "test", device)
 
-    gen = generated_store(model, out, opts.n, opts.psi, ds.resolution, device, log)
+    gen = generated_store(model, out, opts.n, opts.psi, opts.first_seed, ds.resolution, device, log)
 
     # 1. agreement
     agreed, per_sample = agreement_scores(ref, gen, device)
@@ -450,7 +455,7 @@ def summary_table(m: dict) -> str:
         f"pixel acc {seg['val']['pixel_accuracy']:.3f}"
         + (f"; test (n={seg['test']['n']}): mIoU {seg['test']['miou']:.3f}" if "test" in seg else "")
         + f"; trained {seg['budget'].get('steps')} steps (best {seg['budget'].get('best_step')})",
-        f"agreement (generated mask vs segmenter on generated image, n={m['n']}): "
+        f"agreement (generated mask vs segmenter on generated image, n={m['n']}, {seed_range(m)}): "
         f"mIoU {m['agreement']['miou']:.3f} ({m['agreement']['ratio_to_ceiling']:.2f} of the ceiling"
         + shared_ratio_text(m["agreement"], len(seg["val"]["iou"]))
         + f"), pixel acc {m['agreement']['pixel_accuracy']:.3f}",

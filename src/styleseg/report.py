@@ -54,6 +54,12 @@ def _plots(metrics: dict, extents) -> str:
     return f'<img alt="label statistics" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
 
 
+def seed_range(m: dict) -> str:
+    """The generator seeds behind a metrics.json's pairs (0..n-1 before --first-seed existed)."""
+    first = m["options"].get("first_seed", 0)
+    return f"seeds {first}..{first + m['n'] - 1}"
+
+
 def shared_ratio_text(agreement: dict, num_classes: int) -> str:
     """The ratio over the classes both score (older metrics.json files lack it)."""
     ratio, shared = agreement.get("ratio_over_shared_classes"), agreement.get("shared_classes")
@@ -206,8 +212,8 @@ td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:right}}
 img{{max-width:100%}}</style></head><body>
 <h1>styleseg evaluation</h1>
 <p>checkpoint <code>{html.escape(metrics["checkpoint"])}</code> (kimg {metrics["kimg"]:.1f}), data
-<code>{html.escape(metrics["data"])}</code>, {metrics["n"]} generated pairs, ψ = {metrics["psi"]};
-evaluate version {metrics["evaluate_version"]}, {metrics["seconds"]} s.</p>
+<code>{html.escape(metrics["data"])}</code>, {metrics["n"]} generated pairs ({seed_range(metrics)}),
+ψ = {metrics["psi"]}; evaluate version {metrics["evaluate_version"]}, {metrics["seconds"]} s.</p>
 <h2>1. Do the masks match the images?</h2>
 <p>Agreement between each generated mask and the reference segmenter's prediction on the generated image
 (n = {metrics["agreement"]["n"]}): <b>mIoU {metrics["agreement"]["miou"]:.3f}</b>

@@ -3,6 +3,7 @@
 import hashlib
 import json
 
+import numpy as np
 import pytest
 
 from styleseg.cli.main import main
@@ -195,6 +196,14 @@ def test_evaluate_with_a_given_reference_and_no_usefulness(
     # the ceiling is measured here, on this dataset, and is what `segmenter eval` prints for it
     assert main(["segmenter", "eval", "--ckpt", str(trained_segmenter), "--data", str(prepared_tiny)]) == 0
     assert f"mIoU {m['segmenter']['val']['miou']:.3f}" in capsys.readouterr().out
+
+    # another block of generator seeds: new pairs in the same folder (the old ones are not reused)
+    first = np.load(tmp_path / "e" / "generated-prepared" / "images.npy")
+    assert main([*argv, "--out", str(tmp_path / "e"), "--reference", str(trained_segmenter), "--first-seed", "8"]) == 0
+    assert "n=8, seeds 8..15" in capsys.readouterr().out
+    again = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert again["options"]["first_seed"] == 8 and "seeds 8..15" in (tmp_path / "e" / "report.html").read_text()
+    assert not np.array_equal(np.load(tmp_path / "e" / "generated-prepared" / "images.npy"), first)
 
     meta = json.loads((trained_segmenter / "segmenter.json").read_text())
     meta["config"]["num_classes"] += 1

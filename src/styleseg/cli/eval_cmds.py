@@ -39,6 +39,14 @@ def register(sub) -> None:
         "--n", type=int, default=1000, help="generated pairs, also the generated training data (default 1000)"
     )
     p.add_argument("--truncation", type=float, default=1.0, metavar="PSI")
+    p.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        metavar="SEED",
+        help="generated pair k uses seed SEED+k (default 0); report a checkpoint chosen on seeds 0..n-1 "
+        "on a fresh block, e.g. --first-seed 100000",
+    )
     p.add_argument("--seeds", type=int, default=3, help="segmenter seeds per usefulness regime (default 3)")
     p.add_argument(
         "--low-labels",
@@ -169,6 +177,7 @@ def cmd_evaluate(args) -> int:
     opts = EvalOptions(
         n=args.n,
         psi=args.truncation,
+        first_seed=args.first_seed,
         seeds=args.seeds,
         low_labels=low,
         mix=args.mix,
