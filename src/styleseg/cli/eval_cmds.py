@@ -20,6 +20,7 @@ from styleseg.metrics.segmenter import (
     load_matching_segmenter,
     load_segmenter,
     save_segmenter,
+    segmenter_digest,
     validation_halves,
 )
 
@@ -261,7 +262,7 @@ def starting_point(folder: Path, cfg: SegmenterConfig) -> tuple[dict, str, dict]
     model, meta, _ = load_matching_segmenter(
         folder, torch.device("cpu"), cfg.num_classes, cfg.width, use="start this training"
     )
-    key = meta["weights_sha256"][:16]
+    key = segmenter_digest(folder)[:16]
     about = {"folder": str(folder), "weights_sha256_16": key, "budget": meta.get("budget", {})}
     return model.state_dict(), key, about
 

@@ -385,12 +385,19 @@ def load_segmenter(folder: Path, device: torch.device) -> tuple[ResUNet, dict]:
     model = ResUNet(cfg.num_classes, cfg.width)
     weights = Path(folder) / "segmenter.safetensors"
     try:
-        data = weights.read_bytes()  # read once: both the weights and their hash come from these bytes
-        model.load_state_dict(load_safetensors(data))
+        model.load_state_dict(load_safetensors(weights.read_bytes()))
     except (OSError, RuntimeError, SafetensorError) as exc:
         raise CheckpointError(f"{weights}: cannot load ({exc})") from exc
-    meta["weights_sha256"] = hashlib.sha256(data).hexdigest()
     return model.to(device).eval(), meta
+
+
+def segmenter_digest(folder: Path) -> str:
+    """sha256 of a trained segmenter's weights file: names it in the cache keys of what starts from it."""
+    weights = Path(folder) / "segmenter.safetensors"
+    try:
+        return hashlib.sha256(weights.read_bytes()).hexdigest()
+    except OSError as exc:
+        raise CheckpointError(f"{weights}: cannot read ({exc})") from exc
 
 
 def load_matching_segmenter(
