@@ -150,18 +150,18 @@ def inception_fid(real_batches, fake_batches, weights: str | None, feature=2048)
 
 
 def generated_store(
-    model: LoadedGenerator, out: Path, n: int, psi: float, first_seed: int, resolution, device, log
+    model: LoadedGenerator, out: Path, pairs: GenerateOptions, resolution, device, log
 ) -> PreparedDataset:
-    """Generate n pairs into out/generated (reused when the same checkpoint and settings made them)."""
+    """Generate the pairs into out/generated (reused when the same checkpoint and settings made them)."""
     gen_dir, gen_store = out / "generated", out / "generated-prepared"
     marker = out / "generated-source.json"
-    source = {"checkpoint": str(model.path.resolve()), "psi": psi, "n": n, "first_seed": first_seed}
+    source = {"checkpoint": str(model.path.resolve()), "psi": pairs.psi, "n": pairs.n, "first_seed": pairs.seed}
     if marker.exists() and json.loads(marker.read_text()) != source:
         shutil.rmtree(gen_dir, ignore_errors=True)  # samples of another checkpoint or setting must not be reused
         shutil.rmtree(gen_store, ignore_errors=True)
     marker.write_text(json.dumps(source))
-    log(f"generating {n} pairs (seeds {first_seed}..{first_seed + n - 1})")
-    generate_dataset(model, gen_dir, GenerateOptions(n=n, psi=psi, seed=first_seed), device)
+    log(f"generating {pairs.n} pairs (seeds {pairs.seed}..{pairs.seed + pairs.n - 1})")
+    generate_dataset(model, gen_dir, pairs, device)
     if not (gen_store / "dataset.json").exists():
         prepare_dataset(gen_dir, gen_store, resolution, None, workers=1)
     return PreparedDataset(gen_store)
@@ -373,7 +373,9 @@ def evaluate(
     if len(ds.indices("test", labeled_only=True)):
         ceiling["test"] = evaluate_segmenter(ref, ds, "test", device)
 
-    gen = generated_store(model, out, opts.n, opts.psi, opts.first_seed, ds.resolution, device, log)
+    gen = generated_store(
+        model, out, GenerateOptions(n=opts.n, psi=opts.psi, seed=opts.first_seed), ds.resolution, device, log
+    )
 
     # 1. agreement
     agreed, per_sample = agreement_scores(ref, gen, device)
