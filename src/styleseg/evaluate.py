@@ -36,7 +36,13 @@ from styleseg.errors import StylesegError
 from styleseg.generate import GenerateOptions, generate_dataset
 from styleseg.metrics.distribution import js_divergence, kernel_inception_distance, reduced_frechet
 from styleseg.metrics.labels import LabelStatistics
-from styleseg.metrics.segmentation import confusion_matrix, per_sample_miou, ratio_over_shared_classes
+from styleseg.metrics.segmentation import (
+    confusion_matrix,
+    confusion_text,
+    excess_confusions,
+    per_sample_miou,
+    ratio_over_shared_classes,
+)
 from styleseg.metrics.segmenter import (
     CHUNK,
     SegmenterConfig,
@@ -389,6 +395,10 @@ def evaluate(
         "ratio_over_shared_classes": shared_ratio,
         "shared_classes": shared,
         "per_sample_miou_quartiles": np.quantile(per_sample, [0.25, 0.5, 0.75]).round(4).tolist(),
+        "confusion": agreed["confusion"],
+        "excess_confusions": excess_confusions(
+            np.array(agreed["confusion"]), np.array(ceiling["val"]["confusion"]), gen.class_map.classes, limit=8
+        ),
     }
 
     # 2. usefulness (and what filtering by agreement buys)
@@ -461,6 +471,11 @@ def summary_table(m: dict) -> str:
         f"mIoU {m['agreement']['miou']:.3f} ({m['agreement']['ratio_to_ceiling']:.2f} of the ceiling"
         + shared_ratio_text(m["agreement"], len(seg["val"]["iou"]))
         + f"), pixel acc {m['agreement']['pixel_accuracy']:.3f}",
+        *(
+            [f"  read otherwise than real masks: {confusion_text(m['agreement']['excess_confusions'][:3])}"]
+            if m["agreement"].get("excess_confusions")
+            else []
+        ),
         "usefulness (segmenter mIoU on real val report half; mean ± std over seeds; paired difference, 95% interval):"
         if m["usefulness"]
         else "usefulness: not measured (--regimes none)",

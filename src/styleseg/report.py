@@ -68,6 +68,16 @@ def shared_ratio_text(agreement: dict, num_classes: int) -> str:
     return f"; {ratio:.2f} over the {len(shared)} of {num_classes} classes both score"
 
 
+def _confusion_paragraph(found: list[dict] | None) -> str:
+    """Where generated masks and images part ways most, beyond the reference's habits on real masks."""
+    if not found:
+        return ""
+    rows = [[f["class"], f["read_as"], f["generated"], f["real"], f["generated_pixels"]] for f in found]
+    return "<p>Where the reference reads generated masks' classes otherwise than it reads real masks:</p>" + _table(
+        rows, ["mask class", "read as", "share, generated", "share, real", "generated pixels"]
+    )
+
+
 def _table(rows: list[list], header: list[str]) -> str:
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in r) + "</tr>" for r in rows)
@@ -230,6 +240,7 @@ img{{max-width:100%}}</style></head><body>
             ["class", "agreement IoU", "segmenter IoU on real val"],
         )
     }
+{_confusion_paragraph(metrics["agreement"].get("excess_confusions"))}
 <h2>2. Is the data useful?</h2>
 <p>The same segmenter trained on each set with {metrics["options"]["seeds"]} seeds, scored on the report half of
 real validation data; each regime is compared seed by seed with its real-only baseline (95 % Student-t interval of

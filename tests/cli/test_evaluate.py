@@ -193,6 +193,13 @@ def test_evaluate_with_a_given_reference_and_no_usefulness(
     # --regimes none: agreement, realism and labels only; no segmenter trained at all
     assert m["usefulness"] == {} and "usefulness: not measured" in out and not (tmp_path / "c-eval").exists()
     assert 0 <= m["agreement"]["miou"] <= 1 and (tmp_path / "e" / "report.html").exists()
+    # the confusion behind the agreement figure is kept: rows the generated masks' classes, 8 pairs' pixels
+    num_classes = len(m["agreement"]["per_class"])
+    cm = np.array(m["agreement"]["confusion"])
+    pixels = np.prod(np.load(tmp_path / "e" / "generated-prepared" / "masks.npy").shape)
+    assert cm.shape == (num_classes, num_classes) and cm.sum() == pixels
+    assert np.array(m["segmenter"]["val"]["confusion"]).sum() > 0
+    assert ("read otherwise than real masks" in out) == bool(m["agreement"]["excess_confusions"])
     # the ceiling is measured here, on this dataset, and is what `segmenter eval` prints for it
     assert main(["segmenter", "eval", "--ckpt", str(trained_segmenter), "--data", str(prepared_tiny)]) == 0
     assert f"mIoU {m['segmenter']['val']['miou']:.3f}" in capsys.readouterr().out

@@ -8,6 +8,8 @@ from styleseg.metrics.distribution import frechet_distance, js_divergence, kerne
 from styleseg.metrics.labels import class_frequencies, classes_per_image, components_per_class, person_extent
 from styleseg.metrics.segmentation import (
     confusion_matrix,
+    confusion_text,
+    excess_confusions,
     iou_per_class,
     mean_iou,
     pixel_accuracy,
@@ -366,3 +368,24 @@ def test_ratio_to_the_ceiling_over_shared_classes_does_not_move_when_a_class_dro
     assert r0 == pytest.approx((1.3 / 3) / (1.7 / 3)) and r1 == pytest.approx(1.3 / 1.7)
     assert ratio_over_shared_classes({"bg": None}, {"bg": 0.9}) == (None, [])
     assert ratio_over_shared_classes({"bg": float("nan")}, {"bg": 0.9}) == (None, [])
+
+
+def test_excess_confusions_name_what_generated_masks_get_read_as_beyond_the_references_habit():
+    names = ["bg", "arms", "legs", "skirt", "pants"]
+    real = np.diag([1000, 100, 100, 100, 100]).astype(np.int64)
+    real[3, 4] = 30  # the reference reads real skirts as pants 30 / 130 of the time: its own habit
+    real[3, 3] = 100
+    generated = np.diag([1000, 100, 50, 40, 100]).astype(np.int64)
+    generated[2, 1] = 50  # generated legs read as arms half the time (never on real masks)
+    generated[3, 4] = 60  # generated skirts read as pants 60 % (real 23 %)
+    found = excess_confusions(generated, real, names)
+    assert [(f["class"], f["read_as"]) for f in found] == [("legs", "arms"), ("skirt", "pants")]
+    assert found[0] == {"class": "legs", "read_as": "arms", "generated": 0.5, "real": 0.0, "generated_pixels": 100}
+    assert found[1]["real"] == pytest.approx(30 / 130, abs=1e-4)
+    assert excess_confusions(generated, real, names, limit=1) == found[:1]
+    assert confusion_text(found[:1]) == "legs read as arms 50 % (real 0 %; 100 px)"
+    # a class the generator never draws, or that real masks never show, has no share to compare
+    generated[2] = 0
+    real[3] = 0
+    assert excess_confusions(generated, real, names) == []
+    assert excess_confusions(real, real, names) == []  # the same reading on both sides: nothing in excess

@@ -359,6 +359,7 @@ def scores_from_confusion(cm: np.ndarray, names, n: int) -> dict:
         "pixel_accuracy": pixel_accuracy(cm),
         "iou": {name: (None if np.isnan(v) else float(v)) for name, v in zip(names, ious)},
         "n": int(n),
+        "confusion": cm.tolist(),  # pixel counts, rows: the mask's class, columns: the prediction
     }
 
 
