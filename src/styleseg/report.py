@@ -68,6 +68,19 @@ def shared_ratio_text(agreement: dict, num_classes: int) -> str:
     return f"; {ratio:.2f} over the {len(shared)} of {num_classes} classes both score"
 
 
+def per_class_rows(metrics: dict, names) -> tuple[list[list], list[str]]:
+    """Agreement and ceiling per class, with the pixels each rests on where the confusions are kept
+    (a rare class's IoU from a few hundred pixels moves a mean over classes as much as the background's)."""
+    agreement, ceiling = metrics["agreement"], metrics["segmenter"]["val"]
+    rows = [[n, agreement["per_class"][n], ceiling["iou"][n]] for n in names]
+    header = ["class", "agreement IoU", "segmenter IoU on real val"]
+    if "confusion" in agreement and "confusion" in ceiling:
+        generated, real = np.array(agreement["confusion"]).sum(1), np.array(ceiling["confusion"]).sum(1)
+        rows = [row + [int(g), int(r)] for row, g, r in zip(rows, generated, real)]
+        header += ["generated mask pixels", "real val mask pixels"]
+    return rows, header
+
+
 def _confusion_paragraph(found: list[dict] | None) -> str:
     """Where generated masks and images part ways most, beyond the reference's habits on real masks."""
     if not found:
@@ -235,10 +248,7 @@ img{{max-width:100%}}</style></head><body>
 {seg["budget"].get("steps")} steps and kept the weights of step {seg["budget"].get("best_step")}
 ({seg["budget"].get("seconds")} s).</p>
 {
-        _table(
-            [[n, metrics["agreement"]["per_class"][n], seg["val"]["iou"][n]] for n in names],
-            ["class", "agreement IoU", "segmenter IoU on real val"],
-        )
+        _table(*per_class_rows(metrics, names))
     }
 {_confusion_paragraph(metrics["agreement"].get("excess_confusions"))}
 <h2>2. Is the data useful?</h2>

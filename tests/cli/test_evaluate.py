@@ -77,6 +77,7 @@ def test_evaluate_writes_metrics_and_report(checkpoint, prepared_tiny, tmp_path,
     html = (tmp_path / "e" / "report.html").read_text()
     assert "<table>" in html and "data:image/png;base64" in html
     assert "classes both score" in html  # the shared-class ratio beside the plain one
+    assert "real val mask pixels" in html  # what each class's IoU rests on
     n_cached = len(list(cache.iterdir()))
     assert main(argv) == 0  # the second evaluation reuses every cached segmenter
     assert "reusing cached segmenter" in capsys.readouterr().out
@@ -234,3 +235,15 @@ def test_evaluate_trains_every_segmenter_with_the_sampling_and_averaging_asked_f
     assert all(c["repeat_threshold"] == 0.3 and c["weight_ema"] == 0.9 for c in configs)
     m = json.loads((tmp_path / "e" / "metrics.json").read_text())
     assert m["options"]["repeat_threshold"] == 0.3 and m["options"]["weight_ema"] == 0.9
+
+
+def test_report_per_class_table_of_a_metrics_file_without_confusions():
+    from styleseg.report import per_class_rows
+
+    m = {"agreement": {"per_class": {"bg": 0.9, "hat": None}}, "segmenter": {"val": {"iou": {"bg": 0.95, "hat": 0.1}}}}
+    rows, header = per_class_rows(m, ["bg", "hat"])  # written before the confusions were kept
+    assert header == ["class", "agreement IoU", "segmenter IoU on real val"] and rows[1] == ["hat", None, 0.1]
+    m["agreement"]["confusion"] = [[30, 2], [0, 0]]
+    m["segmenter"]["val"]["confusion"] = [[50, 1], [3, 4]]
+    rows, header = per_class_rows(m, ["bg", "hat"])
+    assert header[-2:] == ["generated mask pixels", "real val mask pixels"] and rows[1] == ["hat", None, 0.1, 0, 7]
