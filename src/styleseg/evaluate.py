@@ -37,10 +37,10 @@ from styleseg.generate import GenerateOptions, generate_dataset
 from styleseg.metrics.distribution import js_divergence, kernel_inception_distance, reduced_frechet
 from styleseg.metrics.labels import LabelStatistics
 from styleseg.metrics.segmentation import (
-    confusion_matrix,
+    agreement_interval,
     confusion_text,
     excess_confusions,
-    per_sample_miou,
+    miou_each,
     ratio_over_shared_classes,
 )
 from styleseg.metrics.segmenter import (
@@ -49,14 +49,15 @@ from styleseg.metrics.segmenter import (
     cached_segmenter,
     embed_store,
     evaluate_segmenter,
+    evaluate_segmenter_samples,
     load_matching_segmenter,
-    predict,
+    sample_confusions,
     scores_from_confusion,
     validation_halves,
 )
 from styleseg.metrics.usefulness import Regime, paired_difference, regimes, summarize, verdict
 from styleseg.models.load import LoadedGenerator
-from styleseg.report import seed_range, shared_ratio_text, write_report
+from styleseg.report import agreement_text, interval_note, seed_range, write_report
 
 EVALUATE_VERSION = 2  # recorded in metrics.json: which instrument produced the figures
 
@@ -175,16 +176,9 @@ def generated_store(
 
 def agreement_scores(ref, gen: PreparedDataset, device) -> tuple[dict, np.ndarray]:
     """Scores of the generated masks against the reference segmenter's predictions on their images,
-    over the whole set and per sample (mIoU of each pair), from one streamed pass of predictions."""
-    names = gen.class_map.classes
-    cm = np.zeros((len(names), len(names)), np.int64)
-    per_sample = []
-    for s in range(0, len(gen), CHUNK):
-        images, masks = gen.load_batch(np.arange(s, min(s + CHUNK, len(gen))))
-        pred = predict(ref, images, device)
-        cm += confusion_matrix(masks.numpy(), pred, len(names))
-        per_sample.append(per_sample_miou(masks.numpy(), pred, len(names)))
-    return scores_from_confusion(cm, names, len(gen)), np.concatenate(per_sample)
+    and the (N, K, K) confusion matrix of each pair they sum, from one streamed pass of predictions."""
+    samples = sample_confusions(ref, gen, np.arange(len(gen)), device)
+    return scores_from_confusion(samples.sum(0, dtype=np.int64), gen.class_map.classes, len(gen)), samples
 
 
 def _train_sets(regime: Regime, ds, train_idx, gen, gen_idx, seed: int, mix: float, subset=None):
@@ -375,7 +369,8 @@ def evaluate(
         ref, ref_path, ref_budget = cached_segmenter(
             cache, [(ds, ds.indices("train", True))], ref_cfg, device, select, log
         )
-    ceiling = {"val": evaluate_segmenter(ref, ds, "val", device)}
+    ceiling_val, ceiling_samples = evaluate_segmenter_samples(ref, ds, "val", device)
+    ceiling = {"val": ceiling_val}
     if len(ds.indices("test", labeled_only=True)):
         ceiling["test"] = evaluate_segmenter(ref, ds, "test", device)
 
@@ -384,7 +379,8 @@ def evaluate(
     )
 
     # 1. agreement
-    agreed, per_sample = agreement_scores(ref, gen, device)
+    agreed, agreed_samples = agreement_scores(ref, gen, device)
+    per_sample = miou_each(agreed_samples)
     shared_ratio, shared = ratio_over_shared_classes(agreed["iou"], ceiling["val"]["iou"])
     agreement = {
         "miou": agreed["miou"],
@@ -392,6 +388,7 @@ def evaluate(
         "n": len(gen),
         "per_class": agreed["iou"],
         "ratio_to_ceiling": agreed["miou"] / max(ceiling["val"]["miou"], 1e-9),
+        "interval": agreement_interval(agreed_samples, ceiling_samples, seed=opts.first_seed),
         "ratio_over_shared_classes": shared_ratio,
         "shared_classes": shared,
         "per_sample_miou_quartiles": np.quantile(per_sample, [0.25, 0.5, 0.75]).round(4).tolist(),
@@ -468,9 +465,9 @@ def summary_table(m: dict) -> str:
         + (f"; test (n={seg['test']['n']}): mIoU {seg['test']['miou']:.3f}" if "test" in seg else "")
         + f"; trained {seg['budget'].get('steps')} steps (best {seg['budget'].get('best_step')})",
         f"agreement (generated mask vs segmenter on generated image, n={m['n']}, {seed_range(m)}): "
-        f"mIoU {m['agreement']['miou']:.3f} ({m['agreement']['ratio_to_ceiling']:.2f} of the ceiling"
-        + shared_ratio_text(m["agreement"], len(seg["val"]["iou"]))
-        + f"), pixel acc {m['agreement']['pixel_accuracy']:.3f}",
+        + agreement_text(m["agreement"], len(seg["val"]["iou"]))
+        + f", pixel acc {m['agreement']['pixel_accuracy']:.3f}",
+        *([f"  {interval_note(m['agreement'])}"] if "interval" in m["agreement"] else []),
         *(
             [f"  read otherwise than real masks: {confusion_text(m['agreement']['excess_confusions'][:3])}"]
             if m["agreement"].get("excess_confusions")

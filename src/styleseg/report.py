@@ -68,6 +68,32 @@ def shared_ratio_text(agreement: dict, num_classes: int) -> str:
     return f"; {ratio:.2f} over the {len(shared)} of {num_classes} classes both score"
 
 
+def agreement_text(agreement: dict, num_classes: int) -> str:
+    """'mIoU 0.493 [0.487, 0.499] (0.82 [0.77, 0.87] of the ceiling; ...)': the headline agreement with its
+    bootstrap intervals (older metrics.json files have none) and the shared-class ratio."""
+    interval = agreement.get("interval")
+
+    def bounds(name: str, digits: int) -> str:
+        return f" [{interval[name][0]:.{digits}f}, {interval[name][1]:.{digits}f}]" if interval else ""
+
+    return (
+        f"mIoU {agreement['miou']:.3f}{bounds('miou', 3)} ({agreement['ratio_to_ceiling']:.2f}{bounds('ratio', 2)} "
+        f"of the ceiling{shared_ratio_text(agreement, num_classes)})"
+    )
+
+
+def interval_note(agreement: dict) -> str:
+    """What the brackets of `agreement_text` are, with the ceiling's own interval ('' without them)."""
+    interval = agreement.get("interval")
+    if not interval:
+        return ""
+    low, high = interval["ceiling"]
+    return (
+        f"brackets: {100 * interval['level']:.0f} % bootstrap intervals ({interval['draws']} resamples of the"
+        f" generated pairs and of the real images); the ceiling's own is [{low:.3f}, {high:.3f}]"
+    )
+
+
 def per_class_rows(metrics: dict, names) -> tuple[list[list], list[str]]:
     """Agreement and ceiling per class, with the pixels each rests on where the confusions are kept
     (a rare class's IoU from a few hundred pixels moves a mean over classes as much as the background's)."""
@@ -239,17 +265,16 @@ img{{max-width:100%}}</style></head><body>
 ψ = {metrics["psi"]}; evaluate version {metrics["evaluate_version"]}, {metrics["seconds"]} s.</p>
 <h2>1. Do the masks match the images?</h2>
 <p>Agreement between each generated mask and the reference segmenter's prediction on the generated image
-(n = {metrics["agreement"]["n"]}): <b>mIoU {metrics["agreement"]["miou"]:.3f}</b>
-({metrics["agreement"]["ratio_to_ceiling"]:.2f} of the ceiling{
-        html.escape(shared_ratio_text(metrics["agreement"], len(names)))
-    }), pixel accuracy
-{metrics["agreement"]["pixel_accuracy"]:.3f}. The same segmenter scores mIoU {seg["val"]["miou"]:.3f} on real
+(n = {metrics["agreement"]["n"]}): <b>{
+        html.escape(agreement_text(metrics["agreement"], len(names)))
+    }</b>, pixel accuracy
+{metrics["agreement"]["pixel_accuracy"]:.3f}{
+        html.escape(f" ({interval_note(metrics['agreement'])})" if "interval" in metrics["agreement"] else "")
+    }. The same segmenter scores mIoU {seg["val"]["miou"]:.3f} on real
 {html.escape(seg["val"]["split"])} data (n = {seg["val"]["n"]}): the ceiling of the agreement number. It trained
 {seg["budget"].get("steps")} steps and kept the weights of step {seg["budget"].get("best_step")}
 ({seg["budget"].get("seconds")} s).</p>
-{
-        _table(*per_class_rows(metrics, names))
-    }
+{_table(*per_class_rows(metrics, names))}
 {_confusion_paragraph(metrics["agreement"].get("excess_confusions"))}
 <h2>2. Is the data useful?</h2>
 <p>The same segmenter trained on each set with {metrics["options"]["seeds"]} seeds, scored on the report half of

@@ -201,6 +201,9 @@ def test_evaluate_with_a_given_reference_and_no_usefulness(
     assert cm.shape == (num_classes, num_classes) and cm.sum() == pixels
     assert np.array(m["segmenter"]["val"]["confusion"]).sum() > 0
     assert ("read otherwise than real masks" in out) == bool(m["agreement"]["excess_confusions"])
+    interval = m["agreement"]["interval"]
+    assert interval["miou"][0] <= interval["miou"][1] and interval["ceiling"][0] <= interval["ceiling"][1]
+    assert "bootstrap intervals (1000 resamples" in out
     # the ceiling is measured here, on this dataset, and is what `segmenter eval` prints for it
     assert main(["segmenter", "eval", "--ckpt", str(trained_segmenter), "--data", str(prepared_tiny)]) == 0
     assert f"mIoU {m['segmenter']['val']['miou']:.3f}" in capsys.readouterr().out

@@ -7,6 +7,8 @@ import torch
 from styleseg.metrics.distribution import frechet_distance, js_divergence, kernel_inception_distance, mmd2_unbiased
 from styleseg.metrics.labels import class_frequencies, classes_per_image, components_per_class, person_extent
 from styleseg.metrics.segmentation import (
+    agreement_interval,
+    bootstrap_miou,
     confusion_matrix,
     confusion_text,
     excess_confusions,
@@ -14,6 +16,7 @@ from styleseg.metrics.segmentation import (
     mean_iou,
     pixel_accuracy,
     ratio_over_shared_classes,
+    sample_confusion_matrices,
 )
 
 
@@ -389,3 +392,32 @@ def test_excess_confusions_name_what_generated_masks_get_read_as_beyond_the_refe
     real[3] = 0
     assert excess_confusions(generated, real, names) == []
     assert excess_confusions(real, real, names) == []  # the same reading on both sides: nothing in excess
+
+
+def test_sample_confusion_matrices_are_the_per_pair_matrices_and_sum_to_the_whole():
+    rng = np.random.default_rng(0)
+    target, pred = rng.integers(0, 4, (5, 6, 7)), rng.integers(0, 4, (5, 6, 7))
+    samples = sample_confusion_matrices(target, pred, 4)
+    assert samples.shape == (5, 4, 4)
+    for t, p, cm in zip(target, pred, samples):
+        assert np.array_equal(cm, confusion_matrix(t, p, 4))
+    assert np.array_equal(samples.sum(0), confusion_matrix(target, pred, 4))
+
+
+def test_bootstrap_of_a_dataset_miou_resamples_samples_not_pixels():
+    one = confusion_matrix(np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1]), 2)
+    same = np.stack([one] * 6)  # every sample alike: every resample has the whole set's mIoU
+    draws = bootstrap_miou(same, 50, np.random.default_rng(0))
+    assert np.allclose(draws, mean_iou(one))
+    # a rare class seen on one image of ten: resamples without that image drop it from the mean
+    common = np.array([[90, 10], [0, 0]])
+    rare = np.array([[90, 0], [5, 5]])
+    real = np.stack([common] * 9 + [rare])
+    draws = bootstrap_miou(real, 400, np.random.default_rng(1))
+    assert draws.min() < mean_iou(real.sum(0)) < draws.max()
+    generated = np.stack([np.diag([95, 5])] * 10)  # agreement perfect on every pair
+    got = agreement_interval(generated, real, draws=400, seed=1)
+    assert got["miou"] == [1.0, 1.0] and got["level"] == 0.95 and got["draws"] == 400
+    low, high = got["ceiling"]
+    assert low < mean_iou(real.sum(0)) < high and got["ratio"] == pytest.approx([1 / high, 1 / low], abs=1e-3)
+    assert agreement_interval(generated, real, draws=400, seed=1) == got  # seeded: the same figures again

@@ -34,7 +34,13 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from styleseg.data.balance import CHUNK, class_presence, repeat_factors
 from styleseg.data.store import PreparedDataset
 from styleseg.errors import CheckpointError, StylesegError
-from styleseg.metrics.segmentation import confusion_matrix, iou_per_class, mean_iou, pixel_accuracy
+from styleseg.metrics.segmentation import (
+    confusion_matrix,
+    iou_per_class,
+    mean_iou,
+    pixel_accuracy,
+    sample_confusion_matrices,
+)
 from styleseg.metrics.segnet import ResUNet
 
 _ADDED_LATER = ("dice_weight", "repeat_threshold", "weight_ema")  # options whose "off" value is 0
@@ -323,33 +329,46 @@ def embed_store(model: ResUNet, ds: PreparedDataset, idx: np.ndarray, device: to
     return np.concatenate(parts) if parts else np.zeros((0, model.head.in_channels * 8))
 
 
-def score_segmenter(
-    model: ResUNet, ds: PreparedDataset, idx: np.ndarray, device: torch.device, dtype="auto", target=None
-) -> dict:
-    """mIoU, pixel accuracy and per-class IoU of the model's predictions on ds[idx], against the stored
-    masks (or against `target`, another dataset whose masks share the indices), in chunks."""
+def sample_confusions(
+    model: ResUNet, ds: PreparedDataset, idx: np.ndarray, device: torch.device, dtype="auto"
+) -> np.ndarray:
+    """(len(idx), K, K) confusion of the model's prediction on each of ds[idx] against its stored mask
+    (rows: the mask's class), predicted in chunks."""
     if len(idx) == 0:
         raise StylesegError(f"{ds.root}: nothing to score")
-    names = ds.class_map.classes
-    cm = np.zeros((len(names), len(names)), np.int64)
+    parts = []
     for s in range(0, len(idx), CHUNK):
-        part = idx[s : s + CHUNK]
-        images, masks = ds.load_batch(part)
-        cm += confusion_matrix(masks.numpy(), predict(model, images, device, dtype=dtype), len(names))
-    return scores_from_confusion(cm, names, len(idx))
+        images, masks = ds.load_batch(idx[s : s + CHUNK])
+        pred = predict(model, images, device, dtype=dtype)
+        parts.append(sample_confusion_matrices(masks.numpy(), pred, ds.class_map.num_classes).astype(np.int32))
+    return np.concatenate(parts)
 
 
-def evaluate_segmenter(
+def score_segmenter(model: ResUNet, ds: PreparedDataset, idx: np.ndarray, device: torch.device, dtype="auto") -> dict:
+    """mIoU, pixel accuracy and per-class IoU of the model's predictions on ds[idx]."""
+    cm = sample_confusions(model, ds, idx, device, dtype).sum(0, dtype=np.int64)
+    return scores_from_confusion(cm, ds.class_map.classes, len(idx))
+
+
+def evaluate_segmenter_samples(
     model: ResUNet, ds: PreparedDataset, split: str, device: torch.device, half: str = "report"
-) -> dict:
-    """Scores on a split: its report half for validation (the selection half chose the weights), the
-    whole split otherwise."""
+) -> tuple[dict, np.ndarray]:
+    """Scores on a split (its report half for validation: the selection half chose the weights; the
+    whole split otherwise), and the per-sample confusion matrices they sum, for intervals."""
     idx = ds.indices(split, labeled_only=True)
     if split == "val" and half in {"report", "selection"}:
         idx = validation_halves(ds, split)[1 if half == "report" else 0]
     if len(idx) == 0:
         raise StylesegError(f"{ds.root}: split '{split}' has no labeled samples")
-    return {**score_segmenter(model, ds, idx, device), "split": split if split != "val" else f"val ({half} half)"}
+    samples = sample_confusions(model, ds, idx, device)
+    scores = scores_from_confusion(samples.sum(0, dtype=np.int64), ds.class_map.classes, len(idx))
+    return {**scores, "split": split if split != "val" else f"val ({half} half)"}, samples
+
+
+def evaluate_segmenter(
+    model: ResUNet, ds: PreparedDataset, split: str, device: torch.device, half: str = "report"
+) -> dict:
+    return evaluate_segmenter_samples(model, ds, split, device, half)[0]
 
 
 def scores_from_confusion(cm: np.ndarray, names, n: int) -> dict:
