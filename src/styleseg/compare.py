@@ -3,8 +3,8 @@ difference from the first evaluation exceeds the spread the evaluations themselv
 
 Usefulness: Welch's 95 % interval of the difference of seed means (the runs' segmenters share seeds
 but not generated data, so the samples are treated as independent). KID: the difference against
-the root sum of squares of the two subset standard deviations. Figures without a measured spread
-(agreement, FD, label statistics) are shown as they are.
+the root sum of squares of the two subset standard deviations. Agreement is shown with its
+bootstrap interval where the evaluation measured one; FD and label statistics as they are.
 """
 
 from __future__ import annotations
@@ -46,6 +46,14 @@ def welch_interval(a: list[float], b: list[float], confidence: float = 0.95) -> 
     return diff, diff - half, diff + half
 
 
+def with_interval(value: float, agreement: dict, name: str) -> float | str:
+    """'0.493 [0.483, 0.501]' where the evaluation measured a bootstrap interval, the rounded value otherwise."""
+    interval = agreement.get("interval")
+    if not interval:
+        return round(value, 3)
+    return f"{value:.3f} [{interval[name][0]:.3f}, {interval[name][1]:.3f}]"
+
+
 def compare_rows(metrics: list[dict]) -> tuple[list[str], list[list]]:
     """Header and rows: one row per figure, one column per evaluation, then the verdict of each
     evaluation against the first."""
@@ -57,8 +65,8 @@ def compare_rows(metrics: list[dict]) -> tuple[list[str], list[list]]:
 
     plain("kimg", lambda m: round(m["kimg"], 1))
     plain("reference segmenter mIoU (ceiling)", lambda m: round(m["segmenter"]["val"]["miou"], 3))
-    plain("agreement mIoU", lambda m: round(m["agreement"]["miou"], 3))
-    plain("agreement / ceiling", lambda m: round(m["agreement"]["ratio_to_ceiling"], 3))
+    plain("agreement mIoU", lambda m: with_interval(m["agreement"]["miou"], m["agreement"], "miou"))
+    plain("agreement / ceiling", lambda m: with_interval(m["agreement"]["ratio_to_ceiling"], m["agreement"], "ratio"))
     for name in first["usefulness"]:
         if not all(name in m["usefulness"] for m in metrics):
             continue

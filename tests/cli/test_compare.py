@@ -59,12 +59,17 @@ def test_compare_cli(tmp_path, capsys):
     ):
         d = tmp_path / f"e{i}"
         d.mkdir()
-        (d / "metrics.json").write_text(json.dumps(_metrics(useful, kid, 0.001)))
+        m = _metrics(useful, kid, 0.001)
+        if i == 1:  # evaluations since the bootstrap intervals carry them; older ones do not
+            m["agreement"]["interval"] = {"miou": [0.58, 0.62], "ratio": [0.8, 0.9], "ceiling": [0.6, 0.8]}
+        (d / "metrics.json").write_text(json.dumps(m))
         dirs.append(str(d))
     assert main(["compare", *dirs, "--out", str(tmp_path / "c.html")]) == 0
     out = capsys.readouterr().out
     line = next(x for x in out.splitlines() if x.startswith("usefulness: 100 real+generated"))
     assert "beyond spread" in line and "within spread" in line
+    agreement_line = next(x for x in out.splitlines() if x.startswith("agreement / ceiling"))
+    assert "0.86 " in agreement_line + " " and "0.860 [0.800, 0.900]" in agreement_line
     kid_line = next(x for x in out.splitlines() if x.startswith("KID image (held-out)"))
     assert "within 2x spread" in kid_line and "beyond 2x spread" in kid_line
     assert "<table>" in (tmp_path / "c.html").read_text()
