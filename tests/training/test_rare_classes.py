@@ -49,6 +49,16 @@ def test_repeated_epochs_resume_exactly_from_the_sampler_state():
     assert uninterrupted.state.epoch >= 2
 
 
+def test_a_run_resumed_with_repeats_turned_off_starts_the_next_epoch_instead_of_a_short_batch():
+    with_repeats = EpochSampler(np.arange(4), seed=1, repeats=np.array([3.0, 3.0, 1.0, 1.0]))
+    with_repeats.next(6)  # an epoch of 8: position 6, past the 4 samples of an epoch without repeats
+    resumed = EpochSampler(np.arange(4), seed=1)
+    resumed.state = SamplerState(**asdict(with_repeats.state))
+    idx, flips = resumed.next(3)
+    assert len(idx) == len(flips) == 3 and resumed.state == SamplerState(epoch=1, position=3)
+    assert np.array_equal(idx, EpochSampler(np.arange(4), seed=1)._epoch(1)[0][:3])
+
+
 @pytest.mark.parametrize("bad", [np.array([1.0, 0.5]), np.array([1.0])])
 def test_factors_below_one_or_of_the_wrong_length_are_refused(bad):
     with pytest.raises(DataError, match="repeat factors"):

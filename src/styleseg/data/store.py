@@ -135,6 +135,11 @@ class EpochSampler:
         need = global_batch
         while need:
             perm, flip = self._epoch(self.state.epoch)
+            if self.state.position >= len(perm):
+                # a run resumed with shorter epochs (repeat factors changed or turned off) whose
+                # recorded position lies past this epoch's end: that epoch is over
+                self.state = SamplerState(self.state.epoch + 1, 0)
+                continue
             take = min(need, len(perm) - self.state.position)
             idx.append(perm[self.state.position : self.state.position + take])
             flips.append(flip[self.state.position : self.state.position + take])
