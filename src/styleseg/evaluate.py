@@ -57,7 +57,7 @@ from styleseg.metrics.segmenter import (
 )
 from styleseg.metrics.usefulness import Regime, paired_difference, regimes, summarize, verdict
 from styleseg.models.load import LoadedGenerator
-from styleseg.report import agreement_text, interval_note, seed_range, write_report
+from styleseg.report import agreement_text, interval_note, seed_range, seeds_text, write_report
 
 EVALUATE_VERSION = 2  # recorded in metrics.json: which instrument produced the figures
 
@@ -167,7 +167,7 @@ def generated_store(
         shutil.rmtree(gen_dir, ignore_errors=True)  # samples of another checkpoint or setting must not be reused
         shutil.rmtree(gen_store, ignore_errors=True)
     marker.write_text(json.dumps(source))
-    log(f"generating {pairs.n} pairs (seeds {pairs.seed}..{pairs.seed + pairs.n - 1})")
+    log(f"generating {pairs.n} pairs ({seeds_text(pairs.seed, pairs.n)})")
     generate_dataset(model, gen_dir, pairs, device)
     if not (gen_store / "dataset.json").exists():
         prepare_dataset(gen_dir, gen_store, resolution, None, workers=1)
@@ -467,7 +467,7 @@ def summary_table(m: dict) -> str:
         f"agreement (generated mask vs segmenter on generated image, n={m['n']}, {seed_range(m)}): "
         + agreement_text(m["agreement"], len(seg["val"]["iou"]))
         + f", pixel acc {m['agreement']['pixel_accuracy']:.3f}",
-        *([f"  {interval_note(m['agreement'])}"] if "interval" in m["agreement"] else []),
+        *([f"  {note}"] if (note := interval_note(m["agreement"])) else []),
         *(
             [f"  read otherwise than real masks: {confusion_text(m['agreement']['excess_confusions'][:3])}"]
             if m["agreement"].get("excess_confusions")

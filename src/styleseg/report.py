@@ -54,10 +54,13 @@ def _plots(metrics: dict, extents) -> str:
     return f'<img alt="label statistics" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
 
 
+def seeds_text(first: int, n: int) -> str:
+    return f"seeds {first}..{first + n - 1}"
+
+
 def seed_range(m: dict) -> str:
     """The generator seeds behind a metrics.json's pairs (0..n-1 before --first-seed existed)."""
-    first = m["options"].get("first_seed", 0)
-    return f"seeds {first}..{first + m['n'] - 1}"
+    return seeds_text(m["options"].get("first_seed", 0), m["n"])
 
 
 def shared_ratio_text(agreement: dict, num_classes: int) -> str:
@@ -269,7 +272,7 @@ img{{max-width:100%}}</style></head><body>
         html.escape(agreement_text(metrics["agreement"], len(names)))
     }</b>, pixel accuracy
 {metrics["agreement"]["pixel_accuracy"]:.3f}{
-        html.escape(f" ({interval_note(metrics['agreement'])})" if "interval" in metrics["agreement"] else "")
+        html.escape(f" ({note})" if (note := interval_note(metrics["agreement"])) else "")
     }. The same segmenter scores mIoU {seg["val"]["miou"]:.3f} on real
 {html.escape(seg["val"]["split"])} data (n = {seg["val"]["n"]}): the ceiling of the agreement number. It trained
 {seg["budget"].get("steps")} steps and kept the weights of step {seg["budget"].get("best_step")}

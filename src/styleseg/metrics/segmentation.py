@@ -7,12 +7,11 @@ import numpy as np
 
 def confusion_matrix(target: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
     """(K, K) counts, rows = target class, columns = predicted class."""
-    t, p = target.astype(np.int64).ravel(), pred.astype(np.int64).ravel()
-    return np.bincount(t * num_classes + p, minlength=num_classes**2).reshape(num_classes, num_classes)
+    return sample_confusion_matrices(target.reshape(1, -1), pred.reshape(1, -1), num_classes)[0]
 
 
 def sample_confusion_matrices(target: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
-    """(N, K, K) counts, one confusion matrix per pair of (H, W) maps (rows = target class)."""
+    """(N, K, K) counts, one confusion matrix per pair of maps (rows = target class)."""
     n, k2 = len(target), num_classes**2
     t, p = target.astype(np.int64).reshape(n, -1), pred.astype(np.int64).reshape(n, -1)
     flat = (t * num_classes + p + k2 * np.arange(n)[:, None]).ravel()
@@ -20,9 +19,10 @@ def sample_confusion_matrices(target: np.ndarray, pred: np.ndarray, num_classes:
 
 
 def iou_per_class(cm: np.ndarray) -> np.ndarray:
-    """IoU per class; NaN for a class absent from both target and prediction (it is not scored)."""
-    tp = np.diag(cm).astype(np.float64)
-    union = cm.sum(0) + cm.sum(1) - tp
+    """IoU per class of a (..., K, K) confusion matrix (or a stack of them); NaN for a class absent
+    from both target and prediction (it is not scored)."""
+    tp = np.diagonal(cm, axis1=-2, axis2=-1).astype(np.float64)
+    union = cm.sum(-2) + cm.sum(-1) - tp
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(union > 0, tp / union, np.nan)
 
@@ -98,10 +98,7 @@ def per_sample_miou(target: np.ndarray, pred: np.ndarray, num_classes: int) -> n
 
 def miou_each(sums: np.ndarray) -> np.ndarray:
     """(D, K, K) confusion matrices -> (D,) mIoU of each, over the classes present in it."""
-    tp = np.diagonal(sums, axis1=1, axis2=2).astype(np.float64)
-    union = sums.sum(1) + sums.sum(2) - tp
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.nanmean(np.where(union > 0, tp / union, np.nan), axis=1)
+    return np.nanmean(iou_per_class(sums), axis=-1)
 
 
 def bootstrap_miou(samples: np.ndarray, draws: int, rng: np.random.Generator) -> np.ndarray:
