@@ -182,10 +182,15 @@ class MaskInputConfig:
     'straight_through': hard one-hot fakes with softmax gradients."""
     noise_std: float = 0.1
     """Standard deviation of the mask noise in 'noise' mode."""
+    mismatch_share: float = 0.0
+    """Share of each batch's real pairs shown to D a second time, as fakes, with one class of the
+    mask relabelled (a matching-aware D: training/mismatch.py). 0 turns it off; logistic loss only."""
 
     def __post_init__(self) -> None:
         if self.mode not in {"noise", "soft", "straight_through"}:
             raise ConfigError(f"masks.mode must be noise, soft or straight_through, not '{self.mode}'")
+        if not 0.0 <= self.mismatch_share <= 1.0:
+            raise ConfigError(f"masks.mismatch_share must be in [0, 1], not {self.mismatch_share}")
 
 
 @dataclass
@@ -271,6 +276,8 @@ class TrainConfig:
             raise ConfigError(f"dtype must be fp32, bf16 or auto, not '{self.dtype}'")
         if self.keep_checkpoints < 1:
             raise ConfigError("keep_checkpoints must be at least 1")
+        if self.masks.mismatch_share > 0 and self.optim.loss != "logistic":
+            raise ConfigError("masks.mismatch_share needs optim.loss 'logistic' (mismatched pairs are logistic fakes)")
 
 
 def _coerce(tp: Any, value: Any, where: str) -> Any:

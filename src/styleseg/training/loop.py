@@ -43,6 +43,7 @@ from styleseg.training.compiled import compile_for_training, compiled_graphs, gr
 from styleseg.training.ema import ema_beta, ema_update
 from styleseg.training.feeder import RealBatchFeeder, photo_positions
 from styleseg.training.losses import d_logistic, d_wgan, g_nonsaturating, g_wgan, gradient_penalty, r1_penalty
+from styleseg.training.mismatch import relabel_one_class
 from styleseg.training.randomness import CounterRandom
 from styleseg.training.run_dir import RunLogger
 from styleseg.training.warm_start import WarmStart
@@ -381,6 +382,27 @@ class Trainer:
         seg_probs = None if seg_probs is None else seg_probs.contiguous(memory_format=layout)
         return img, seg_probs
 
+    def mismatched_pairs(self, real_img, real_seg, flags, seg_level):
+        """D's extra fakes: the first masks.mismatch_share of the step's real pairs, one mask class
+        relabelled (training/mismatch.py), through the same noise and augmentation as real pairs.
+        Returns (images, masks, batch positions, changed), or None when off; `changed` is False for a
+        mask with nothing but background (no class to move), which then counts for nothing."""
+        share = self.cfg.masks.mismatch_share
+        if share <= 0 or real_seg is None or real_seg.shape[1] < 2:
+            return None
+        pairs = torch.arange(real_img.shape[0], device=real_img.device)
+        if flags is not None:
+            pairs = pairs[flags]
+        pairs = pairs[: max(1, round(len(pairs) * share))]
+        if len(pairs) == 0:
+            return None
+        k = real_seg.shape[1]
+        seg, changed = relabel_one_class(
+            real_seg[pairs].detach(), self.rand.rand(len(pairs), k - 1), self.rand.rand(len(pairs))
+        )
+        img, seg = self.d_inputs(real_img[pairs].detach(), seg, fake=False, seg_level=seg_level)
+        return img, seg, pairs, changed
+
     def d_step(self, st: GrowthState, batch: int, d_args: dict, g_args: dict) -> tuple[dict, torch.Tensor]:
         """Discriminator: real vs fake in one D call, with lazy R1 every r1_interval steps (or WGAN-GP).
         Returns the statistics to log and the loss."""
@@ -401,6 +423,11 @@ class Trainer:
             r_img, r_seg = self.d_inputs(real_list[0], real_seg_in, fake=False, seg_level=st.seg_level)
             f_img, f_seg = self.d_inputs(fake.img.float(), fake_seg, fake=True, seg_level=st.seg_level)
             parts_img, parts_seg = [r_img, f_img], [r_seg, f_seg]
+            flags = self.pair_flags(st, batch)
+            mismatched = self.mismatched_pairs(real_img, real_seg, flags, st.seg_level)
+            if mismatched is not None:
+                parts_img.append(mismatched[0])
+                parts_seg.append(mismatched[1])
             if not logistic:  # WGAN-GP: random interpolates of real and fake, in the same D call
                 eps = self.rand.rand(batch, 1, 1, 1)
                 parts_img.append(torch.lerp(f_img.detach(), r_img.detach(), eps).requires_grad_(True))
@@ -408,11 +435,20 @@ class Trainer:
                     parts_seg.append(torch.lerp(f_seg.detach(), r_seg.detach(), eps).requires_grad_(True))
             # One D call per step: DDP reduces gradients of one forward per backward.
             seg_in = torch.cat(parts_seg) if r_seg is not None else None
-            flags = self.pair_flags(st, batch)
-            pair_in = torch.cat([flags] * len(parts_img)) if flags is not None else None
+            pair_in = None
+            if flags is not None:
+                pair_parts = [flags] * len(parts_img)
+                if mismatched is not None:
+                    pair_parts[2] = flags[mismatched[2]]
+                pair_in = torch.cat(pair_parts)
             logits = self.D_ddp(torch.cat(parts_img), seg_in, **d_args, pair=pair_in).float()
         real_logits, fake_logits = logits[:batch], logits[batch : 2 * batch]
         loss_d = d_logistic(real_logits, fake_logits) if logistic else d_wgan(real_logits, fake_logits)
+        if mismatched is not None:
+            mismatch_logits = logits[2 * batch :]
+            weight = mismatched[3].float()  # fixed shapes (no host sync, no recompiles): weight, not drop
+            loss_d = loss_d + (F.softplus(mismatch_logits) * weight).sum() / weight.sum().clamp_min(1)
+            stats["mismatch_score"] = mismatch_logits.detach().mean()
         if do_r1:
             r1 = r1_penalty(real_logits, real_list)
             loss_d = loss_d + r1 * (cfg.optim.r1_gamma / 2 * cfg.optim.r1_interval)
