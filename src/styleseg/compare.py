@@ -16,6 +16,7 @@ import numpy as np
 import scipy.stats
 
 from styleseg.errors import StylesegError
+from styleseg.report import interval_bounds
 
 
 def load_metrics(folder: Path) -> dict:
@@ -48,10 +49,8 @@ def welch_interval(a: list[float], b: list[float], confidence: float = 0.95) -> 
 
 def with_interval(value: float, agreement: dict, name: str) -> float | str:
     """'0.493 [0.483, 0.501]' where the evaluation measured a bootstrap interval, the rounded value otherwise."""
-    interval = agreement.get("interval")
-    if not interval:
-        return round(value, 3)
-    return f"{value:.3f} [{interval[name][0]:.3f}, {interval[name][1]:.3f}]"
+    bounds = interval_bounds(agreement, name, 3)
+    return f"{value:.3f}{bounds}" if bounds else round(value, 3)
 
 
 def compare_rows(metrics: list[dict]) -> tuple[list[str], list[list]]:

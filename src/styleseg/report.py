@@ -71,16 +71,18 @@ def shared_ratio_text(agreement: dict, num_classes: int) -> str:
     return f"; {ratio:.2f} over the {len(shared)} of {num_classes} classes both score"
 
 
+def interval_bounds(agreement: dict, name: str, digits: int) -> str:
+    """' [0.483, 0.501]': the bootstrap interval of agreement figure `name` ('' in older metrics.json files)."""
+    interval = agreement.get("interval")
+    return f" [{interval[name][0]:.{digits}f}, {interval[name][1]:.{digits}f}]" if interval else ""
+
+
 def agreement_text(agreement: dict, num_classes: int) -> str:
     """'mIoU 0.493 [0.487, 0.499] (0.82 [0.77, 0.87] of the ceiling; ...)': the headline agreement with its
-    bootstrap intervals (older metrics.json files have none) and the shared-class ratio."""
-    interval = agreement.get("interval")
-
-    def bounds(name: str, digits: int) -> str:
-        return f" [{interval[name][0]:.{digits}f}, {interval[name][1]:.{digits}f}]" if interval else ""
-
+    bootstrap intervals and the shared-class ratio."""
+    miou, ratio = interval_bounds(agreement, "miou", 3), interval_bounds(agreement, "ratio", 2)
     return (
-        f"mIoU {agreement['miou']:.3f}{bounds('miou', 3)} ({agreement['ratio_to_ceiling']:.2f}{bounds('ratio', 2)} "
+        f"mIoU {agreement['miou']:.3f}{miou} ({agreement['ratio_to_ceiling']:.2f}{ratio} "
         f"of the ceiling{shared_ratio_text(agreement, num_classes)})"
     )
 
