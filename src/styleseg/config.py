@@ -185,12 +185,16 @@ class MaskInputConfig:
     mismatch_share: float = 0.0
     """Share of each batch's real pairs shown to D a second time, as fakes, with one class of the
     mask relabelled (a matching-aware D: training/mismatch.py). 0 turns it off; logistic loss only."""
+    mismatch_weight: float = 1.0
+    """Weight of the mismatched pairs' loss in D's, beside the fakes' (1); GAN-CLS used 0.5 for both."""
 
     def __post_init__(self) -> None:
         if self.mode not in {"noise", "soft", "straight_through"}:
             raise ConfigError(f"masks.mode must be noise, soft or straight_through, not '{self.mode}'")
         if not 0.0 <= self.mismatch_share <= 1.0:
             raise ConfigError(f"masks.mismatch_share must be in [0, 1], not {self.mismatch_share}")
+        if self.mismatch_weight < 0:
+            raise ConfigError(f"masks.mismatch_weight must be at least 0, not {self.mismatch_weight}")
 
 
 @dataclass

@@ -67,7 +67,7 @@ def test_d_judges_real_images_with_relabelled_masks_as_extra_fakes(prepared_tiny
     trainer.feeder.close()
     img, seg, pair = calls[0]  # the D step's call (the G step's comes second)
     pairs = 8 if pair is None else int(pair[:8].sum())  # tiny data has unlabelled photos: D has a pair head
-    extra = pairs // 2
+    extra = 4  # half of 8 pairs, or of 4 rounded up to one whole minibatch-stddev group of 4
     assert len(img) == 16 + extra
     positions = torch.arange(8) if pair is None else torch.nonzero(pair[:8]).flatten()
     chosen = positions[:extra]
@@ -80,6 +80,27 @@ def test_d_judges_real_images_with_relabelled_masks_as_extra_fakes(prepared_tiny
     if pair is not None:
         assert pairs == 4 and pair[16:].all()  # only labelled pairs are mismatched
     assert "mismatch_score" in trainer.read_stats()
+
+
+def test_the_weight_scales_the_mismatched_pairs_part_of_d_loss(prepared_tiny, tmp_path):
+    losses = []
+    for weight in (0, 1, 2):
+        trainer = _trainer(
+            prepared_tiny, tmp_path / str(weight), "masks.mismatch_share=0.5", f"masks.mismatch_weight={weight}"
+        )
+        for _ in range(12):  # identical runs until segmentation starts at step 12
+            trainer.train_step()
+
+        def recording(*args, d_step=trainer.d_step):
+            stats, loss = d_step(*args)
+            losses.append(float(loss.detach()))
+            return stats, loss
+
+        trainer.d_step = recording
+        trainer.train_step()
+        trainer.feeder.close()
+    assert len(losses) == 3 and losses[1] - losses[0] > 0.1
+    assert losses[2] - losses[1] == pytest.approx(losses[1] - losses[0], rel=1e-4)
 
 
 def test_off_by_default_d_sees_real_and_fake_only(prepared_tiny, tmp_path):
@@ -98,6 +119,7 @@ def test_off_by_default_d_sees_real_and_fake_only(prepared_tiny, tmp_path):
     [
         (["masks.mismatch_share=1.5"], r"mismatch_share must be in \[0, 1\]"),
         (["masks.mismatch_share=0.25", "optim.loss=wgan-gp"], "needs optim.loss 'logistic'"),
+        (["masks.mismatch_weight=-1"], "mismatch_weight must be at least 0"),
     ],
 )
 def test_bad_mismatch_settings_are_refused(overrides, message):

@@ -382,8 +382,9 @@ class Trainer:
         seg_probs = None if seg_probs is None else seg_probs.contiguous(memory_format=layout)
         return img, seg_probs
 
-    def mismatched_pairs(self, real_img, real_seg, flags, seg_level):
-        """D's extra fakes: the first masks.mismatch_share of the step's real pairs, one mask class
+    def mismatched_pairs(self, real_img, real_seg, flags, seg_level, group: int):
+        """D's extra fakes: the first masks.mismatch_share of the step's real pairs (in whole
+        minibatch-stddev groups, so that no group mixes them with reals or fakes), one mask class
         relabelled (training/mismatch.py), through the same noise and augmentation as real pairs.
         Returns (images, masks, batch positions, changed), or None when off; `changed` is False for a
         mask with nothing but background (no class to move), which then counts for nothing."""
@@ -393,9 +394,10 @@ class Trainer:
         pairs = torch.arange(real_img.shape[0], device=real_img.device)
         if flags is not None:
             pairs = pairs[flags]
-        pairs = pairs[: max(1, round(len(pairs) * share))]
-        if len(pairs) == 0:
+        count = min(max(round(len(pairs) * share / group), 1) * group, len(pairs) // group * group)
+        if count == 0:
             return None
+        pairs = pairs[:count]
         k = real_seg.shape[1]
         seg, changed = relabel_one_class(
             real_seg[pairs].detach(), self.rand.rand(len(pairs), k - 1), self.rand.rand(len(pairs))
@@ -424,7 +426,7 @@ class Trainer:
             f_img, f_seg = self.d_inputs(fake.img.float(), fake_seg, fake=True, seg_level=st.seg_level)
             parts_img, parts_seg = [r_img, f_img], [r_seg, f_seg]
             flags = self.pair_flags(st, batch)
-            mismatched = self.mismatched_pairs(real_img, real_seg, flags, st.seg_level)
+            mismatched = self.mismatched_pairs(real_img, real_seg, flags, st.seg_level, d_args["mbstd_group"])
             if mismatched is not None:
                 parts_img.append(mismatched[0])
                 parts_seg.append(mismatched[1])
@@ -447,7 +449,8 @@ class Trainer:
         if mismatched is not None:
             mismatch_logits = logits[2 * batch :]
             weight = mismatched[3].float()  # fixed shapes (no host sync, no recompiles): weight, not drop
-            loss_d = loss_d + (F.softplus(mismatch_logits) * weight).sum() / weight.sum().clamp_min(1)
+            mismatch_loss = (F.softplus(mismatch_logits) * weight).sum() / weight.sum().clamp_min(1)
+            loss_d = loss_d + cfg.masks.mismatch_weight * mismatch_loss
             stats["mismatch_score"] = mismatch_logits.detach().mean()
         if do_r1:
             r1 = r1_penalty(real_logits, real_list)
