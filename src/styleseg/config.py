@@ -183,8 +183,8 @@ class MaskInputConfig:
     noise_std: float = 0.1
     """Standard deviation of the mask noise in 'noise' mode."""
     mismatch_share: float = 0.0
-    """Share of each batch's real pairs shown to D a second time, as fakes, with one class of the
-    mask relabelled (a matching-aware D: training/mismatch.py). 0 turns it off; logistic loss only."""
+    """Share of each batch's real pairs shown to D a second time, as fakes, with two classes of the
+    mask swapped (a matching-aware D: training/mismatch.py). 0 turns it off; logistic loss only."""
     mismatch_weight: float = 1.0
     """Weight of the mismatched pairs' loss in D's, beside the fakes' (1); GAN-CLS used 0.5 for both."""
 

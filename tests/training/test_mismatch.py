@@ -1,4 +1,4 @@
-"""Mismatched real pairs: one mask class relabelled, shown to D as fakes beside the real pairs."""
+"""Mismatched real pairs: two mask classes swapped, shown to D as fakes beside the real pairs."""
 
 from pathlib import Path
 
@@ -9,7 +9,7 @@ from styleseg.config import build_config
 from styleseg.data.store import PreparedDataset
 from styleseg.errors import StylesegError
 from styleseg.training.loop import Trainer
-from styleseg.training.mismatch import relabel_one_class
+from styleseg.training.mismatch import swap_two_classes
 
 TINY = Path(__file__).parent / "tiny.yaml"
 
@@ -18,28 +18,29 @@ def _one_hot(ids: torch.Tensor, k: int) -> torch.Tensor:
     return torch.nn.functional.one_hot(ids, k).permute(0, 3, 1, 2).float()
 
 
-def test_one_present_class_moves_whole_to_another_class():
-    ids = torch.tensor([[[0, 1, 1], [0, 3, 3]], [[0, 0, 0], [0, 0, 0]]])  # sample 2: background only
+def test_two_present_classes_swap_their_areas():
+    ids = torch.tensor([[[0, 1, 1], [0, 3, 3]], [[0, 0, 2], [0, 0, 0]]])  # sample 2: one foreground class
     seg = _one_hot(ids, 4)
     seg[0, :, 0, 0] = torch.tensor([0.5, 0.0, 0.0, 0.5])  # an area fraction: class 3 present at a border
-    u_source = torch.tensor([[0.9, 0.99, 0.1], [0.5, 0.5, 0.5]])  # class 2 has the largest draw but is absent
-    out, changed = relabel_one_class(seg, u_source, torch.tensor([0.0, 0.0]))
+    u_first = torch.tensor([[0.9, 0.99, 0.1], [0.5, 0.5, 0.5]])  # class 2 has the largest draw but is absent
+    out, changed = swap_two_classes(seg, u_first, torch.rand(2, 3))
     assert changed.tolist() == [True, False]
-    torch.testing.assert_close(out[1], seg[1])  # nothing to move: unchanged
-    torch.testing.assert_close(out.sum(1), seg.sum(1))  # area moves, none is made or lost
-    # Class 1 (draw 0.9 beats class 3's 0.1) moves to the next class round the ring with u_target 0: 2.
-    assert out[0, 1].sum() == 0 and torch.equal(out[0, 2], seg[0, 1]) and torch.equal(out[0, 3], seg[0, 3])
+    torch.testing.assert_close(out[1], seg[1])  # nothing to swap: unchanged
+    assert torch.equal(out[0, 1], seg[0, 3]) and torch.equal(out[0, 3], seg[0, 1])  # 1 (0.9) and 3, the other present
+    assert torch.equal(out[0, [0, 2]], seg[0, [0, 2]])
 
 
-@pytest.mark.parametrize("k", [2, 5])
-def test_target_is_never_the_source_and_every_other_class_can_be_drawn(k):
-    n = 400
-    ids = torch.full((n, 1, 1), 1)
-    u = torch.rand(n, k - 1, generator=torch.Generator().manual_seed(0))
-    out, changed = relabel_one_class(_one_hot(ids, k), u, torch.rand(n, generator=torch.Generator().manual_seed(1)))
-    targets = out.argmax(1).flatten()
-    assert changed.all() and (targets != 1).all()
-    assert set(targets.tolist()) == set(range(k)) - {1}  # background included: a region erased
+def test_every_pair_of_present_classes_can_be_swapped_and_absent_ones_never():
+    n, k = 600, 6
+    ids = torch.tensor([[[0, 1, 2, 4]]]).repeat(n, 1, 1)  # classes 1, 2 and 4 present; 3 and 5 absent
+    g = torch.Generator().manual_seed(0)
+    out, changed = swap_two_classes(
+        _one_hot(ids, k), torch.rand(n, k - 1, generator=g), torch.rand(n, k - 1, generator=g)
+    )
+    assert changed.all()
+    assert torch.equal(out.sum((2, 3)).sort(1).values, _one_hot(ids, k).sum((2, 3)).sort(1).values)  # areas only move
+    swapped = {tuple(sorted(set(row[row != ids[0, 0]].tolist()))) for row in out.argmax(1)[:, 0]}
+    assert swapped == {(1, 2), (1, 4), (2, 4)}
 
 
 def _trainer(data: Path, run: Path, *overrides: str) -> Trainer:
@@ -49,7 +50,7 @@ def _trainer(data: Path, run: Path, *overrides: str) -> Trainer:
 
 
 @pytest.mark.parametrize("labels", ["data.image_share=0", "data.max_labeled=6"])
-def test_d_judges_real_images_with_relabelled_masks_as_extra_fakes(prepared_tiny, tmp_path, labels):
+def test_d_judges_real_images_with_swapped_mask_classes_as_extra_fakes(prepared_tiny, tmp_path, labels):
     overrides = ["masks.mismatch_share=0.5", "masks.noise_std=0", "augment.enabled=false", labels]
     trainer = _trainer(prepared_tiny, tmp_path / "run", *overrides)
     calls = []
@@ -60,12 +61,14 @@ def test_d_judges_real_images_with_relabelled_masks_as_extra_fakes(prepared_tiny
         return forward(img, seg, *args, pair=pair, **kw)
 
     trainer.D.forward = spy_forward
-    stats = []
-    for _ in range(16):  # 8 per step: segmentation starts at step 12 (0.096 kimg)
+    d_calls = {}
+    for step in range(22):  # 8 per step: segmentation starts at step 12 (0.096 kimg), 5 classes at 20 (0.16)
         calls.clear()
-        stats.append(trainer.train_step())
+        trainer.train_step()
+        d_calls[step] = calls[0]  # the D step's call (the G step's comes second)
     trainer.feeder.close()
-    img, seg, pair = calls[0]  # the D step's call (the G step's comes second)
+    assert len(d_calls[15][0]) == 16  # background and person only: no two classes to swap, no extra fakes
+    img, seg, pair = d_calls[21]
     pairs = 8 if pair is None else int(pair[:8].sum())  # tiny data has unlabelled photos: D has a pair head
     extra = 4  # half of 8 pairs, or of 4 rounded up to one whole minibatch-stddev group of 4
     assert len(img) == 16 + extra
@@ -73,9 +76,14 @@ def test_d_judges_real_images_with_relabelled_masks_as_extra_fakes(prepared_tiny
     chosen = positions[:extra]
     torch.testing.assert_close(img[16:], img[:8][chosen])  # the same real images
     real_ids, mismatched_ids = seg[:8][chosen].argmax(1), seg[16:].argmax(1)
+    swaps = 0
     for r, m in zip(real_ids, mismatched_ids):
-        moved = set(r[r != m].tolist())
-        assert len(moved) == 1 and 0 not in moved  # exactly one foreground class relabelled
+        pairs_moved = {(int(a), int(b)) for a, b in zip(r[r != m], m[r != m])}
+        assert set(r.unique().tolist()) == set(m.unique().tolist())  # the same classes, in swapped places
+        if pairs_moved:
+            (a, b), swaps = min(pairs_moved), swaps + 1
+            assert pairs_moved == {(a, b), (b, a)} and 0 not in (a, b)
+    assert swaps > 0
     assert (pair is None) == (labels == "data.image_share=0")
     if pair is not None:
         assert pairs == 4 and pair[16:].all()  # only labelled pairs are mismatched
@@ -88,7 +96,7 @@ def test_the_weight_scales_the_mismatched_pairs_part_of_d_loss(prepared_tiny, tm
         trainer = _trainer(
             prepared_tiny, tmp_path / str(weight), "masks.mismatch_share=0.5", f"masks.mismatch_weight={weight}"
         )
-        for _ in range(12):  # identical runs until segmentation starts at step 12
+        for _ in range(20):  # identical runs until the first split at step 20 gives classes to swap
             trainer.train_step()
 
         def recording(*args, d_step=trainer.d_step):
@@ -108,7 +116,7 @@ def test_off_by_default_d_sees_real_and_fake_only(prepared_tiny, tmp_path):
     sizes = []
     forward = trainer.D.forward
     trainer.D.forward = lambda img, seg, *a, **kw: sizes.append(len(img)) or forward(img, seg, *a, **kw)
-    for _ in range(14):
+    for _ in range(22):
         trainer.train_step()
     trainer.feeder.close()
     assert sizes[-2] == 16 and "mismatch_score" not in trainer.read_stats()
