@@ -183,8 +183,11 @@ class MaskInputConfig:
     noise_std: float = 0.1
     """Standard deviation of the mask noise in 'noise' mode."""
     mismatch_share: float = 0.0
-    """Share of each batch's real pairs shown to D a second time, as fakes, with two classes of the
-    mask swapped (a matching-aware D: training/mismatch.py). 0 turns it off; logistic loss only."""
+    """Share of each batch's real pairs shown to D a second time, as fakes, with a corrupted mask
+    (a matching-aware D: training/mismatch.py). 0 turns it off; logistic loss only."""
+    mismatch: str = "swap"
+    """How those masks are corrupted: 'swap' two of the mask's classes, or 'shuffle' (another real
+    image's mask)."""
     mismatch_weight: float = 1.0
     """Weight of the mismatched pairs' loss in D's, beside the fakes' (1); GAN-CLS used 0.5 for both."""
 
@@ -193,6 +196,8 @@ class MaskInputConfig:
             raise ConfigError(f"masks.mode must be noise, soft or straight_through, not '{self.mode}'")
         if not 0.0 <= self.mismatch_share <= 1.0:
             raise ConfigError(f"masks.mismatch_share must be in [0, 1], not {self.mismatch_share}")
+        if self.mismatch not in {"swap", "shuffle"}:
+            raise ConfigError(f"masks.mismatch must be swap or shuffle, not '{self.mismatch}'")
         if self.mismatch_weight < 0:
             raise ConfigError(f"masks.mismatch_weight must be at least 0, not {self.mismatch_weight}")
 

@@ -9,7 +9,7 @@ from styleseg.config import build_config
 from styleseg.data.store import PreparedDataset
 from styleseg.errors import StylesegError
 from styleseg.training.loop import Trainer
-from styleseg.training.mismatch import swap_two_classes
+from styleseg.training.mismatch import masks_of_others, swap_two_classes
 
 TINY = Path(__file__).parent / "tiny.yaml"
 
@@ -111,6 +111,33 @@ def test_the_weight_scales_the_mismatched_pairs_part_of_d_loss(prepared_tiny, tm
     assert losses[2] - losses[1] == pytest.approx(losses[1] - losses[0], rel=1e-4)
 
 
+def test_shuffle_pairs_each_image_with_another_real_mask(prepared_tiny, tmp_path):
+    seg = torch.rand(3, 4, 2, 2)
+    others, changed = masks_of_others(seg)
+    assert changed.all() and torch.equal(others, seg[[2, 0, 1]])
+    assert not masks_of_others(seg[:1])[1].any()  # a batch of one has no other mask
+    trainer = _trainer(
+        prepared_tiny,
+        tmp_path / "run",
+        "masks.mismatch_share=0.5",
+        "masks.mismatch=shuffle",
+        "masks.noise_std=0",
+        "augment.enabled=false",
+        "data.image_share=0",
+    )
+    calls = []
+    forward = trainer.D.forward
+    trainer.D.forward = lambda img, seg, *a, **kw: calls.append((img, seg)) or forward(img, seg, *a, **kw)
+    for _ in range(14):  # segmentation starts at step 12: two classes are enough to shuffle
+        calls.clear()
+        trainer.train_step()
+    trainer.feeder.close()
+    img, seg = calls[0]
+    assert len(img) == 20
+    torch.testing.assert_close(img[16:], img[:4])
+    torch.testing.assert_close(seg[16:], seg[[3, 0, 1, 2]])
+
+
 def test_off_by_default_d_sees_real_and_fake_only(prepared_tiny, tmp_path):
     trainer = _trainer(prepared_tiny, tmp_path / "run")
     sizes = []
@@ -128,6 +155,7 @@ def test_off_by_default_d_sees_real_and_fake_only(prepared_tiny, tmp_path):
         (["masks.mismatch_share=1.5"], r"mismatch_share must be in \[0, 1\]"),
         (["masks.mismatch_share=0.25", "optim.loss=wgan-gp"], "needs optim.loss 'logistic'"),
         (["masks.mismatch_weight=-1"], "mismatch_weight must be at least 0"),
+        (["masks.mismatch=other"], "masks.mismatch must be swap or shuffle"),
     ],
 )
 def test_bad_mismatch_settings_are_refused(overrides, message):

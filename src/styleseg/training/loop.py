@@ -43,7 +43,7 @@ from styleseg.training.compiled import compile_for_training, compiled_graphs, gr
 from styleseg.training.ema import ema_beta, ema_update
 from styleseg.training.feeder import RealBatchFeeder, photo_positions
 from styleseg.training.losses import d_logistic, d_wgan, g_nonsaturating, g_wgan, gradient_penalty, r1_penalty
-from styleseg.training.mismatch import swap_two_classes
+from styleseg.training.mismatch import masks_of_others, swap_two_classes
 from styleseg.training.randomness import CounterRandom
 from styleseg.training.run_dir import RunLogger
 from styleseg.training.warm_start import WarmStart
@@ -384,12 +384,13 @@ class Trainer:
 
     def mismatched_pairs(self, real_img, real_seg, flags, seg_level, group: int):
         """D's extra fakes: the first masks.mismatch_share of the step's real pairs (in whole
-        minibatch-stddev groups, so that no group mixes them with reals or fakes), two mask classes
-        swapped (training/mismatch.py), through the same noise and augmentation as real pairs.
-        Returns (images, masks, batch positions, changed), or None when off; `changed` is False for a
-        mask with fewer than two foreground classes (nothing to swap), which then counts for nothing."""
-        share = self.cfg.masks.mismatch_share
-        if share <= 0 or real_seg is None or real_seg.shape[1] < 3:  # two foreground classes to swap
+        minibatch-stddev groups, so that no group mixes them with reals or fakes), their masks
+        corrupted as masks.mismatch says (training/mismatch.py), through the same noise and
+        augmentation as real pairs. Returns (images, masks, batch positions, changed), or None when
+        off; `changed` is False where there was nothing to corrupt (a mask with fewer than two
+        foreground classes to swap), and such a sample counts for nothing."""
+        share, mode = self.cfg.masks.mismatch_share, self.cfg.masks.mismatch
+        if share <= 0 or real_seg is None or (mode == "swap" and real_seg.shape[1] < 3):
             return None
         pairs = torch.arange(real_img.shape[0], device=real_img.device)
         if flags is not None:
@@ -399,9 +400,12 @@ class Trainer:
             return None
         pairs = pairs[:count]
         k = real_seg.shape[1]
-        seg, changed = swap_two_classes(
-            real_seg[pairs].detach(), self.rand.rand(len(pairs), k - 1), self.rand.rand(len(pairs), k - 1)
-        )
+        if mode == "swap":
+            seg, changed = swap_two_classes(
+                real_seg[pairs].detach(), self.rand.rand(len(pairs), k - 1), self.rand.rand(len(pairs), k - 1)
+            )
+        else:
+            seg, changed = masks_of_others(real_seg[pairs].detach())
         img, seg = self.d_inputs(real_img[pairs].detach(), seg, fake=False, seg_level=seg_level)
         return img, seg, pairs, changed
 

@@ -5,10 +5,12 @@ not match: a garment drawn as a skirt and labelled pants. Showing D real images 
 of their own mask as fakes (GAN-CLS's "real image, wrong text") makes it check that each region's
 label fits what the image shows there, and its gradient then asks the same of G.
 
-The corruption swaps two classes the mask already has, so the mismatched masks have exactly the
-classes, and the class areas up to a swap, of real ones. An earlier corruption moved one class to any
-other class; its fakes showed rare labels far more often than real masks do, D learned "a rare class
-is a fake", and the generator stopped drawing skirts, legs, coats and dresses within 30 kimg."""
+Two corruptions keep the label statistics of real masks, so that D cannot tell a mismatched pair by
+its mask alone through them: 'swap' exchanges two classes the mask already has (the same classes,
+their areas up to a swap); 'shuffle' pairs each image with another real image's mask (a real mask
+in every way, on the wrong image). An earlier corruption moved one class to any other class; its
+fakes showed rare labels far more often than real masks do, D learned "a rare class is a fake", and
+the generator stopped drawing skirts, legs, coats and dresses within 30 kimg."""
 
 from __future__ import annotations
 
@@ -37,3 +39,9 @@ def swap_two_classes(
     order[rows, second + 1] = torch.where(changed, first + 1, second + 1)
     swapped = seg.gather(1, order.view(b, k, 1, 1).expand_as(seg))
     return swapped, changed
+
+
+def masks_of_others(seg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each sample's mask replaced by the previous sample's (the first takes the last's). Returns the
+    masks and a (B,) bool, False for a batch of one (its own mask: nothing mismatched)."""
+    return seg.roll(1, 0), torch.full((len(seg),), len(seg) > 1, device=seg.device)
