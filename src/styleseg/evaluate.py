@@ -40,7 +40,9 @@ from styleseg.metrics.segmentation import (
     agreement_interval,
     confusion_text,
     excess_confusions,
+    iou_per_class,
     miou_each,
+    miou_over,
     ratio_over_shared_classes,
 )
 from styleseg.metrics.segmenter import (
@@ -59,7 +61,7 @@ from styleseg.metrics.usefulness import Regime, paired_difference, regimes, summ
 from styleseg.models.load import LoadedGenerator
 from styleseg.report import agreement_text, interval_note, seed_range, seeds_text, write_report
 
-EVALUATE_VERSION = 2  # recorded in metrics.json: which instrument produced the figures
+EVALUATE_VERSION = 3  # recorded in metrics.json: which instrument produced the figures
 
 
 @dataclass
@@ -382,12 +384,15 @@ def evaluate(
     agreed, agreed_samples = agreement_scores(ref, gen, device)
     per_sample = miou_each(agreed_samples)
     shared_ratio, shared = ratio_over_shared_classes(agreed["iou"], ceiling["val"]["iou"])
+    scored = np.isfinite(iou_per_class(ceiling_samples.sum(0)))  # the classes the ceiling's mean is over
+    miou = float(miou_over(agreed_samples.sum(0), scored))
     agreement = {
-        "miou": agreed["miou"],
+        "miou": miou,
         "pixel_accuracy": agreed["pixel_accuracy"],
         "n": len(gen),
         "per_class": agreed["iou"],
-        "ratio_to_ceiling": agreed["miou"] / max(ceiling["val"]["miou"], 1e-9),
+        "never_drawn": [names[c] for c in np.flatnonzero(scored) if agreed["iou"][names[c]] is None],
+        "ratio_to_ceiling": miou / max(ceiling["val"]["miou"], 1e-9),
         "interval": agreement_interval(agreed_samples, ceiling_samples, seed=opts.first_seed),
         "ratio_over_shared_classes": shared_ratio,
         "shared_classes": shared,

@@ -81,9 +81,11 @@ def agreement_text(agreement: dict, num_classes: int) -> str:
     """'mIoU 0.493 [0.487, 0.499] (0.82 [0.77, 0.87] of the ceiling; ...)': the headline agreement with its
     bootstrap intervals and the shared-class ratio."""
     miou, ratio = interval_bounds(agreement, "miou", 3), interval_bounds(agreement, "ratio", 2)
+    never = agreement.get("never_drawn")  # evaluate version 3 on
+    missing = f"; never drawn, counted 0: {', '.join(never)}" if never else ""
     return (
         f"mIoU {agreement['miou']:.3f}{miou} ({agreement['ratio_to_ceiling']:.2f}{ratio} "
-        f"of the ceiling{shared_ratio_text(agreement, num_classes)})"
+        f"of the ceiling{shared_ratio_text(agreement, num_classes)}{missing})"
     )
 
 

@@ -52,7 +52,7 @@ def test_evaluate_writes_metrics_and_report(checkpoint, prepared_tiny, tmp_path,
     out = capsys.readouterr().out
     assert "agreement" in out and "usefulness" in out
     m = json.loads((tmp_path / "e" / "metrics.json").read_text())
-    assert m["evaluate_version"] == 2
+    assert m["evaluate_version"] == 3 and isinstance(m["agreement"]["never_drawn"], list)
     assert 0 <= m["agreement"]["miou"] <= 1 and 0 <= m["segmenter"]["val"]["miou"] <= 1
     assert set(m["usefulness"]) == {
         "real",

@@ -14,6 +14,7 @@ from styleseg.metrics.segmentation import (
     excess_confusions,
     iou_per_class,
     mean_iou,
+    miou_over,
     pixel_accuracy,
     ratio_over_shared_classes,
     sample_confusion_matrices,
@@ -421,3 +422,13 @@ def test_bootstrap_of_a_dataset_miou_resamples_samples_not_pixels():
     low, high = got["ceiling"]
     assert low < mean_iou(real.sum(0)) < high and got["ratio"] == pytest.approx([1 / high, 1 / low], abs=1e-3)
     assert agreement_interval(generated, real, draws=400, seed=1) == got  # seeded: the same figures again
+
+
+def test_a_class_the_generator_never_draws_counts_zero_not_out_of_the_mean():
+    real = np.stack([np.diag([80, 15, 5])] * 4)  # the ceiling scores all three classes
+    generated = np.stack([np.diag([85, 15, 0])] * 4)  # class 2 never drawn nor read: perfect on the rest
+    scored = np.isfinite(iou_per_class(real.sum(0)))
+    assert mean_iou(generated.sum(0)) == 1.0  # the plain mean sheds the missing class ...
+    assert miou_over(generated.sum(0), scored) == pytest.approx(2 / 3)  # ... the ceiling's classes keep it
+    assert miou_over(generated.sum(0), np.array([True, True, False])) == 1.0  # a class nobody scores is out
+    assert agreement_interval(generated, real, draws=50, seed=0)["miou"] == pytest.approx([2 / 3, 2 / 3], abs=1e-4)

@@ -101,26 +101,39 @@ def miou_each(sums: np.ndarray) -> np.ndarray:
     return np.nanmean(iou_per_class(sums), axis=-1)
 
 
-def bootstrap_miou(samples: np.ndarray, draws: int, rng: np.random.Generator) -> np.ndarray:
+def miou_over(sums: np.ndarray, scored: np.ndarray) -> np.ndarray:
+    """(..., K, K) confusion matrices -> mIoU over the classes `scored` (K,) bool marks, a scored
+    class found in neither the masks nor the predictions of a matrix counting 0. Agreement is taken
+    over the classes the ceiling scores: a generator that stops drawing a class the real data has
+    must lose that class's share of the mean, not shed it from the mean (which would raise it)."""
+    return np.nan_to_num(iou_per_class(sums), nan=0.0)[..., scored].mean(-1)
+
+
+def bootstrap_miou(
+    samples: np.ndarray, draws: int, rng: np.random.Generator, scored: np.ndarray | None = None
+) -> np.ndarray:
     """(draws,) mIoU of the whole set resampled with replacement: `samples` are the (N, K, K)
     confusion matrices of its samples. A dataset-level mIoU is not a mean over samples, so the
-    interval comes from resampling samples and re-summing their matrices."""
+    interval comes from resampling samples and re-summing their matrices. With `scored`, the mean
+    is `miou_over` those classes; without, over the classes each resample has."""
     n = len(samples)
     counts = rng.multinomial(n, np.full(n, 1 / n), size=draws)  # (draws, N): how often each sample is drawn
-    sums = counts @ samples.reshape(n, -1).astype(np.float64)
-    return miou_each(sums.reshape(draws, *samples.shape[1:]))
+    sums = (counts @ samples.reshape(n, -1).astype(np.float64)).reshape(draws, *samples.shape[1:])
+    return miou_each(sums) if scored is None else miou_over(sums, scored)
 
 
 def agreement_interval(
     generated: np.ndarray, real: np.ndarray, draws: int = 1000, seed: int = 0, level: float = 0.95
 ) -> dict:
-    """Percentile bootstrap intervals of the agreement mIoU (resampling the generated pairs), of the
-    ceiling (resampling the real validation images) and of their ratio (both at once). With rare
-    classes the ceiling's interval is the wide one: a class seen on a few images of the validation
-    split moves its mIoU, and the ratio, as much as the background does, and a resample without those
-    images drops the class from the mean (so the interval can be lopsided)."""
+    """Percentile bootstrap intervals of the agreement mIoU (resampling the generated pairs; over
+    the classes the whole real set scores, as `miou_over`), of the ceiling (resampling the real
+    validation images) and of their ratio (both at once). With rare classes the ceiling's interval
+    is the wide one: a class seen on a few images of the validation split moves its mIoU, and the
+    ratio, as much as the background does, and a resample without those images drops the class from
+    the mean (so the interval can be lopsided)."""
     rng = np.random.default_rng(seed)
-    agreement, ceiling = bootstrap_miou(generated, draws, rng), bootstrap_miou(real, draws, rng)
+    scored = np.isfinite(iou_per_class(real.sum(0)))
+    agreement, ceiling = bootstrap_miou(generated, draws, rng, scored), bootstrap_miou(real, draws, rng)
     tails = [50 * (1 - level), 100 - 50 * (1 - level)]
 
     def bounds(values):
