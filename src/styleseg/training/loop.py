@@ -576,18 +576,26 @@ class Trainer:
         if not (cfg.eval_segmenter and dist.is_main() and final and self.data_factor == 1):
             return None
         from styleseg.metrics.distribution import frechet_distance
-        from styleseg.metrics.segmenter import embed, load_segmenter, predict, scores
+        from styleseg.metrics.segmentation import confusion_matrix, miou_over
+        from styleseg.metrics.segmenter import embed, load_segmenter, predict
 
+        num_classes = self.levels[-1].num_classes
         if self._eval_seg is None:
             self._eval_seg, _ = load_segmenter(Path(cfg.eval_segmenter), self.device)
             real, _ = self.data.load_batch(self.data.indices("train")[: max(cfg.eval_samples, 16)])
             self._eval_real = embed(self._eval_seg, real, self.device)
+            # as `evaluate` does: the mean is over the classes real masks show, one never drawn counting 0
+            labeled = self.data.indices("train", labeled_only=True)
+            shown = class_presence(self.data, labeled, self.data.class_map.num_classes).any(0)
+            self._eval_classes = np.zeros(num_classes, bool)
+            self._eval_classes[np.asarray(self.levels[-1].fine_to_group)[shown]] = True
         seeds = list(range(10_000, 10_000 + cfg.eval_samples))
         out = synthesize(self.G_ema, seeds, st.stage, st.alpha, st.seg_level, device=self.device)
         images = torch.from_numpy(to_uint8_images(out.img)).permute(0, 3, 1, 2)
-        agreement = scores(to_class_ids(out.seg), predict(self._eval_seg, images, self.device), self.levels[-1].names)
+        cm = confusion_matrix(to_class_ids(out.seg), predict(self._eval_seg, images, self.device), num_classes)
+        agreement = float(miou_over(cm, self._eval_classes))
         fd = frechet_distance(self._eval_real, embed(self._eval_seg, images, self.device))
-        return {"eval_agreement_miou": round(agreement["miou"], 5), "eval_fd_segmenter": round(fd, 5)}
+        return {"eval_agreement_miou": round(agreement, 5), "eval_fd_segmenter": round(fd, 5)}
 
     def snapshot_and_metrics(self) -> None:
         self.snapshot()
