@@ -137,3 +137,22 @@ def test_exploration_commands_write_valid_files(checkpoint, tmp_path):
     assert Image.open(out / "grid.png").size[0] > 3 * 3 * 16
     for name in ("style-mix.png", "truncation.png"):
         assert Image.open(out / name).mode == "RGB"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["interpolate", "--model", "viton64-lip12"],
+        ["generate", "--model", "viton64-lip12"],
+        ["evaluate", "--model", "viton64-lip12", "--data", "."],
+        ["train", "--data", ".", "--preset", "demo"],
+    ],
+)
+def test_an_out_folder_that_is_a_file_is_refused_before_any_work(tmp_path, capsys, command):
+    existing = tmp_path / "existing.gif"
+    existing.write_bytes(b"GIF89a kept")
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--out", str(existing)])
+    assert exit_info.value.code == 2
+    assert f"{existing} is a file; this command writes a folder there" in capsys.readouterr().err
+    assert existing.read_bytes() == b"GIF89a kept"

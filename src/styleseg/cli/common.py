@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 
@@ -16,6 +17,14 @@ def resolve_data(arg: str | None) -> Path:
     if not value:
         raise StylesegError(f"no dataset given: pass --data DIR or set {DATA_ENV}")
     return Path(value)
+
+
+def folder_arg(value: str) -> str:
+    """argparse type of an --out that names a folder: an existing file there is refused before any
+    work starts (and is left as it is)."""
+    if Path(value).exists() and not Path(value).is_dir():
+        raise argparse.ArgumentTypeError(f"{value} is a file; this command writes a folder there")
+    return value
 
 
 def add_data_arg(parser, help_text: str = "dataset folder (default: $STYLESEG_DATA)") -> None:

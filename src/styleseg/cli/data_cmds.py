@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from styleseg.cli.common import add_data_arg, resolve_data
+from styleseg.cli.common import add_data_arg, folder_arg, resolve_data
 from styleseg.data.download import DATASETS, default_cache_root, download_dataset
 from styleseg.data.geometry import FIT_MODES, parse_resolution
 from styleseg.data.prepare import prepare_dataset
@@ -29,7 +29,7 @@ def register(sub) -> None:
         "source dataset: CCP, VITON (image/ + image-parse/), LIP, CIHP, ATR, images/ + masks/, or COCO JSON "
         "(default: $STYLESEG_DATA)",
     )
-    p.add_argument("--out", required=True, help="folder to create for the prepared dataset")
+    p.add_argument("--out", required=True, type=folder_arg, help="folder to create for the prepared dataset")
     p.add_argument("--resolution", default="96x64", help="HxW, e.g. 96x64 (default) or 192x128")
     p.add_argument(
         "--classes",
@@ -80,7 +80,7 @@ def register(sub) -> None:
         description="Drawn people (hair, face, clothes, arms, legs) with LIP label maps: image/*.jpg + "
         "image-parse/*.png. Deterministic for a seed; any size.",
     )
-    y.add_argument("--out", required=True, help="folder to write")
+    y.add_argument("--out", required=True, type=folder_arg, help="folder to write")
     y.add_argument("--n", type=int, required=True, help="number of samples")
     y.add_argument("--size", default="64x48", help="HxW of each photo (default 64x48)")
     y.add_argument("--seed", type=int, default=0)

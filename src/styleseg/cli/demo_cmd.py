@@ -7,7 +7,7 @@ import shutil
 import time
 from pathlib import Path
 
-from styleseg.cli.common import DATA_ENV
+from styleseg.cli.common import DATA_ENV, folder_arg
 from styleseg.cli.main import main as cli_main
 from styleseg.data.download import default_cache_root, download_dataset
 from styleseg.errors import StylesegError
@@ -25,7 +25,7 @@ def register(sub) -> None:
         "and a grid from the shipped model beside its own.",
     )
     p.add_argument("--data", default=None, help="CCP folder (default: see above)")
-    p.add_argument("--out", default="runs/demo", help="demo folder (default runs/demo)")
+    p.add_argument("--out", default="runs/demo", type=folder_arg, help="demo folder (default runs/demo)")
     p.add_argument("--preset", default="demo", help="training preset (default demo)")
     p.add_argument("--n", type=int, default=64, help="pairs to generate (default 64)")
     p.set_defaults(func=cmd_demo)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from styleseg.cli.common import add_data_arg, add_device_arg, add_model_args, load_model_arg, resolve_data
+from styleseg.cli.common import add_data_arg, add_device_arg, add_model_args, folder_arg, load_model_arg, resolve_data
 from styleseg.data.store import PreparedDataset
 from styleseg.device import resolve_device
 from styleseg.errors import StylesegError
@@ -35,7 +35,7 @@ def register(sub) -> None:
     )
     add_model_args(p)
     add_data_arg(p, "prepared real dataset at the model's resolution (default: $STYLESEG_DATA)")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", required=True, type=folder_arg, help="output folder")
     p.add_argument(
         "--n", type=int, default=1000, help="generated pairs, also the generated training data (default 1000)"
     )
@@ -97,7 +97,7 @@ def register(sub) -> None:
     t = s.add_parser("train", help="train a U-Net on a prepared dataset (cached by dataset fingerprint)")
     add_data_arg(t, "prepared dataset: its labeled train split (default: $STYLESEG_DATA)")
     t.add_argument("--extra", action="append", default=[], help="more prepared datasets to train on (all samples)")
-    t.add_argument("--out", required=True, help="folder for the trained segmenter")
+    t.add_argument("--out", required=True, type=folder_arg, help="folder for the trained segmenter")
     t.add_argument("--cache", default=str(DEFAULT_CACHE))
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--max-steps", type=int, default=SegmenterConfig.max_steps, help="upper bound on steps")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from styleseg.cli.common import add_device_arg, add_model_args, load_model_arg
+from styleseg.cli.common import add_device_arg, add_model_args, folder_arg, load_model_arg
 from styleseg.device import resolve_device
 from styleseg.errors import StylesegError
 from styleseg.explore import interpolate, sample_grid, style_mix, truncation_sweep
@@ -26,7 +26,7 @@ def _floats(text: str) -> list[float]:
 
 def _common(p) -> None:
     add_model_args(p)
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", required=True, type=folder_arg, help="output folder")
     add_device_arg(p)
 
 

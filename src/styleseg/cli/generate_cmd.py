@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from styleseg.cli.common import add_device_arg, add_model_args, load_model_arg
+from styleseg.cli.common import add_device_arg, add_model_args, folder_arg, load_model_arg
 from styleseg.device import resolve_device
 from styleseg.errors import StylesegError
 from styleseg.generate import GenerateOptions, generate_dataset
@@ -24,7 +24,7 @@ def register(sub) -> None:
     )
     add_model_args(p)
     p.add_argument("--n", type=int, required=True, help="number of pairs to keep")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", required=True, type=folder_arg, help="output folder")
     p.add_argument("--seed", type=int, default=0, help="first seed; sample k uses seed+k (default 0)")
     p.add_argument("--truncation", type=float, default=1.0, metavar="PSI", help="truncation psi (default 1)")
     p.add_argument("--batch", type=int, default=32, help="samples per forward pass (default 32)")

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from styleseg.cli.common import add_data_arg, resolve_data
+from styleseg.cli.common import add_data_arg, folder_arg, resolve_data
 from styleseg.config import apply_overrides, build_config, config_from_json, preset_names, to_dict
 from styleseg.data.prepare import prepare_dataset, resolve_class_map
 from styleseg.data.readers import open_source
@@ -33,7 +33,7 @@ def register(sub) -> None:
         "`torchrun --nproc_per_node=N -m styleseg train ...`. Presets: " + ", ".join(preset_names()),
     )
     add_data_arg(p, "prepared dataset, or a raw CCP/paired dataset to prepare first (default: $STYLESEG_DATA)")
-    p.add_argument("--out", default="runs", help="folder of numbered run folders (default: runs)")
+    p.add_argument("--out", default="runs", type=folder_arg, help="folder of numbered run folders (default: runs)")
     p.add_argument("--preset", default=None, help="preset name or YAML file (default: demo)")
     p.add_argument(
         "--set",
