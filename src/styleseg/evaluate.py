@@ -40,10 +40,10 @@ from styleseg.metrics.segmentation import (
     agreement_interval,
     confusion_text,
     excess_confusions,
-    iou_per_class,
     miou_each,
     miou_over,
     ratio_over_shared_classes,
+    scored_classes,
 )
 from styleseg.metrics.segmenter import (
     CHUNK,
@@ -174,13 +174,6 @@ def generated_store(
     if not (gen_store / "dataset.json").exists():
         prepare_dataset(gen_dir, gen_store, resolution, None, workers=1)
     return PreparedDataset(gen_store)
-
-
-def agreement_scores(ref, gen: PreparedDataset, device) -> tuple[dict, np.ndarray]:
-    """Scores of the generated masks against the reference segmenter's predictions on their images,
-    and the (N, K, K) confusion matrix of each pair they sum, from one streamed pass of predictions."""
-    samples = sample_confusions(ref, gen, np.arange(len(gen)), device)
-    return scores_from_confusion(samples.sum(0, dtype=np.int64), gen.class_map.classes, len(gen)), samples
 
 
 def _train_sets(regime: Regime, ds, train_idx, gen, gen_idx, seed: int, mix: float, subset=None):
@@ -381,26 +374,28 @@ def evaluate(
     )
 
     # 1. agreement
-    agreed, agreed_samples = agreement_scores(ref, gen, device)
+    # generated masks against the reference's reading of their images, one confusion matrix per pair
+    gen_names = gen.class_map.classes
+    agreed_samples = sample_confusions(ref, gen, np.arange(len(gen)), device)
+    agreed_sum, ceiling_sum = agreed_samples.sum(0, dtype=np.int64), ceiling_samples.sum(0, dtype=np.int64)
+    agreed = scores_from_confusion(agreed_sum, gen_names, len(gen))
     per_sample = miou_each(agreed_samples)
     shared_ratio, shared = ratio_over_shared_classes(agreed["iou"], ceiling["val"]["iou"])
-    scored = np.isfinite(iou_per_class(ceiling_samples.sum(0)))  # the classes the ceiling's mean is over
-    miou = float(miou_over(agreed_samples.sum(0), scored))
+    scored = scored_classes(ceiling_sum)  # the classes the ceiling's mean is over
+    miou = float(miou_over(agreed_sum, scored))
     agreement = {
         "miou": miou,
         "pixel_accuracy": agreed["pixel_accuracy"],
         "n": len(gen),
         "per_class": agreed["iou"],
-        "never_drawn": [names[c] for c in np.flatnonzero(scored) if agreed["iou"][names[c]] is None],
+        "never_drawn": [name for name, kept in zip(gen_names, scored) if kept and agreed["iou"][name] is None],
         "ratio_to_ceiling": miou / max(ceiling["val"]["miou"], 1e-9),
         "interval": agreement_interval(agreed_samples, ceiling_samples, seed=opts.first_seed),
         "ratio_over_shared_classes": shared_ratio,
         "shared_classes": shared,
         "per_sample_miou_quartiles": np.quantile(per_sample, [0.25, 0.5, 0.75]).round(4).tolist(),
         "confusion": agreed["confusion"],
-        "excess_confusions": excess_confusions(
-            np.array(agreed["confusion"]), np.array(ceiling["val"]["confusion"]), gen.class_map.classes, limit=8
-        ),
+        "excess_confusions": excess_confusions(agreed_sum, ceiling_sum, gen_names, limit=8),
     }
 
     # 2. usefulness (and what filtering by agreement buys)

@@ -101,6 +101,11 @@ def miou_each(sums: np.ndarray) -> np.ndarray:
     return np.nanmean(iou_per_class(sums), axis=-1)
 
 
+def scored_classes(cm: np.ndarray) -> np.ndarray:
+    """(K,) bool: the classes a (K, K) confusion matrix scores (present in its masks or predictions)."""
+    return np.isfinite(iou_per_class(cm))
+
+
 def miou_over(sums: np.ndarray, scored: np.ndarray) -> np.ndarray:
     """(..., K, K) confusion matrices -> mIoU over the classes `scored` (K,) bool marks, a scored
     class found in neither the masks nor the predictions of a matrix counting 0. Agreement is taken
@@ -132,7 +137,7 @@ def agreement_interval(
     ratio, as much as the background does, and a resample without those images drops the class from
     the mean (so the interval can be lopsided)."""
     rng = np.random.default_rng(seed)
-    scored = np.isfinite(iou_per_class(real.sum(0)))
+    scored = scored_classes(real.sum(0))
     agreement, ceiling = bootstrap_miou(generated, draws, rng, scored), bootstrap_miou(real, draws, rng)
     tails = [50 * (1 - level), 100 - 50 * (1 - level)]
 

@@ -11,6 +11,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -66,6 +67,18 @@ def mask_for_d(probs: torch.Tensor, fake: bool, mode: str, noise_std: float, ran
         b, k, h, w = probs.shape
         probs = probs + noise_std * rand.randn(b, k, h, w).to(probs.dtype)
     return probs
+
+
+class MismatchedPairs(NamedTuple):
+    """Real images with corrupted masks, D's extra fakes (Trainer.mismatched_pairs)."""
+
+    img: torch.Tensor
+    seg: torch.Tensor
+    positions: torch.Tensor
+    """their positions in the step's real batch"""
+    changed: torch.Tensor
+    """(n,) bool, False where there was nothing to corrupt (fewer than two foreground classes to
+    swap): such a sample counts for nothing in D's loss"""
 
 
 class StepStatistics:
@@ -160,6 +173,7 @@ class Trainer:
         self.d_only_until = 0  # images_seen below which only D trains (a warm start's fresh D catching up)
         self.stats = StepStatistics()
         self._pair_flags: dict[tuple[int, int], torch.Tensor] = {}
+        self._mismatch_positions: dict[tuple[int, int, int], torch.Tensor | None] = {}
         self.structure: tuple | None = None
         self.next_snapshot = self.next_checkpoint = 0
         self.stop_signal: int | None = None
@@ -382,23 +396,30 @@ class Trainer:
         seg_probs = None if seg_probs is None else seg_probs.contiguous(memory_format=layout)
         return img, seg_probs
 
-    def mismatched_pairs(self, real_img, real_seg, flags, seg_level, group: int):
-        """D's extra fakes: the first masks.mismatch_share of the step's real pairs (in whole
-        minibatch-stddev groups, so that no group mixes them with reals or fakes), their masks
-        corrupted as masks.mismatch says (training/mismatch.py), through the same noise and
-        augmentation as real pairs. Returns (images, masks, batch positions, changed), or None when
-        off; `changed` is False where there was nothing to corrupt (a mask with fewer than two
-        foreground classes to swap), and such a sample counts for nothing."""
+    def mismatch_positions(self, st: GrowthState, batch: int, group: int) -> torch.Tensor | None:
+        """Batch positions of the real pairs shown again as mismatched fakes: the first
+        masks.mismatch_share of the pairs (`pair_flags`' positions), in whole minibatch-stddev groups
+        so that no group mixes them with reals or fakes; None where there are too few pairs for one
+        group. A handful of patterns per run, each built once on the host."""
+        pair_head = self.D.final.has_pair_head
+        key = (batch, self.photos_in(st, batch) if pair_head else 0, group)
+        if key not in self._mismatch_positions:
+            pairs = np.flatnonzero(~photo_positions(*key[:2]))
+            count = round(len(pairs) * self.cfg.masks.mismatch_share / group)
+            count = min(max(count, 1) * group, len(pairs) // group * group)
+            self._mismatch_positions[key] = torch.from_numpy(pairs[:count]).to(self.device) if count else None
+        return self._mismatch_positions[key]
+
+    def mismatched_pairs(self, real_img, real_seg, st: GrowthState, group: int) -> MismatchedPairs | None:
+        """D's extra fakes: real pairs at `mismatch_positions`, their masks corrupted as
+        masks.mismatch says (training/mismatch.py), through the same noise and augmentation as real
+        pairs; None when off or nothing to show."""
         share, mode = self.cfg.masks.mismatch_share, self.cfg.masks.mismatch
         if share <= 0 or real_seg is None or (mode == "swap" and real_seg.shape[1] < 3):
             return None
-        pairs = torch.arange(real_img.shape[0], device=real_img.device)
-        if flags is not None:
-            pairs = pairs[flags]
-        count = min(max(round(len(pairs) * share / group), 1) * group, len(pairs) // group * group)
-        if count == 0:
+        pairs = self.mismatch_positions(st, real_img.shape[0], group)
+        if pairs is None:
             return None
-        pairs = pairs[:count]
         k = real_seg.shape[1]
         if mode == "swap":
             seg, changed = swap_two_classes(
@@ -406,8 +427,8 @@ class Trainer:
             )
         else:
             seg, changed = masks_of_others(real_seg[pairs].detach())
-        img, seg = self.d_inputs(real_img[pairs].detach(), seg, fake=False, seg_level=seg_level)
-        return img, seg, pairs, changed
+        img, seg = self.d_inputs(real_img[pairs].detach(), seg, fake=False, seg_level=st.seg_level)
+        return MismatchedPairs(img, seg, pairs, changed)
 
     def d_step(self, st: GrowthState, batch: int, d_args: dict, g_args: dict) -> tuple[dict, torch.Tensor]:
         """Discriminator: real vs fake in one D call, with lazy R1 every r1_interval steps (or WGAN-GP).
@@ -430,10 +451,10 @@ class Trainer:
             f_img, f_seg = self.d_inputs(fake.img.float(), fake_seg, fake=True, seg_level=st.seg_level)
             parts_img, parts_seg = [r_img, f_img], [r_seg, f_seg]
             flags = self.pair_flags(st, batch)
-            mismatched = self.mismatched_pairs(real_img, real_seg, flags, st.seg_level, d_args["mbstd_group"])
+            mismatched = self.mismatched_pairs(real_img, real_seg, st, d_args["mbstd_group"])
             if mismatched is not None:
-                parts_img.append(mismatched[0])
-                parts_seg.append(mismatched[1])
+                parts_img.append(mismatched.img)
+                parts_seg.append(mismatched.seg)
             if not logistic:  # WGAN-GP: random interpolates of real and fake, in the same D call
                 eps = self.rand.rand(batch, 1, 1, 1)
                 parts_img.append(torch.lerp(f_img.detach(), r_img.detach(), eps).requires_grad_(True))
@@ -445,14 +466,14 @@ class Trainer:
             if flags is not None:
                 pair_parts = [flags] * len(parts_img)
                 if mismatched is not None:
-                    pair_parts[2] = flags[mismatched[2]]
+                    pair_parts[2] = flags[mismatched.positions]
                 pair_in = torch.cat(pair_parts)
             logits = self.D_ddp(torch.cat(parts_img), seg_in, **d_args, pair=pair_in).float()
         real_logits, fake_logits = logits[:batch], logits[batch : 2 * batch]
         loss_d = d_logistic(real_logits, fake_logits) if logistic else d_wgan(real_logits, fake_logits)
         if mismatched is not None:
             mismatch_logits = logits[2 * batch :]
-            weight = mismatched[3].float()  # fixed shapes (no host sync, no recompiles): weight, not drop
+            weight = mismatched.changed.float()  # fixed shapes (no host sync, no recompiles): weight, not drop
             mismatch_loss = (F.softplus(mismatch_logits) * weight).sum() / weight.sum().clamp_min(1)
             loss_d = loss_d + cfg.masks.mismatch_weight * mismatch_loss
             stats["mismatch_score"] = mismatch_logits.detach().mean()
