@@ -41,6 +41,9 @@ class ModelConfig:
     """Channels of stage 0 before the cap; halves every stage (4096 with a 512 cap = StyleGAN's widths)."""
     channel_max: int = 512
     """Upper bound on channels of any stage."""
+    channel_min: int = 8
+    """Lower bound on channels of any stage: keeps the high-resolution stages of a narrow model from
+    thinning out (e.g. a 128x96 stage grown onto a model whose 64x48 stage has 32 channels)."""
     head_init_scale: float = 0.1
     """Initial size of G's output-head weights relative to the equalized-lr init. 1.0 (as in StyleGAN)
     starts every stage with saturated colour noise that takes thousands of steps to unlearn; 0.1
@@ -72,7 +75,7 @@ class ModelConfig:
 
     def channels(self, stage: int) -> int:
         """Feature maps at a stage: halve as resolution doubles, capped at channel_max (as in StyleGAN)."""
-        return max(min(self.channel_base >> stage, self.channel_max), 8)
+        return max(min(self.channel_base >> stage, self.channel_max), self.channel_min)
 
 
 @dataclass
@@ -91,6 +94,16 @@ class ScheduleConfig:
     """kimg of each coarse-to-fine class split; segmentation starts that many levels above the finest."""
     total_kimg: float = 200.0
     """Length of training."""
+    stage_start_kimg: list[float] = field(default_factory=list)
+    """kimg at which each stage after the first starts to fade in; empty: the regular rhythm
+    (stable_kimg, then fade_kimg + stable_kimg per stage). `train --init` with a larger resolution
+    than its source's sets it, so that the added stages start where the source stopped."""
+
+    def stage_starts(self, num_stages: int) -> list[float]:
+        """kimg at which stages 1 .. num_stages - 1 start to fade in."""
+        if self.stage_start_kimg:
+            return list(self.stage_start_kimg)[: num_stages - 1]
+        return [self.stable_kimg + (s - 1) * (self.fade_kimg + self.stable_kimg) for s in range(1, num_stages)]
 
     def __post_init__(self) -> None:
         self.class_split_kimg = [float(k) for k in self.class_split_kimg]
@@ -102,6 +115,9 @@ class ScheduleConfig:
             raise ConfigError("class splits must come after schedule.seg_start_kimg")
         if min(self.stable_kimg, self.fade_kimg, self.seg_fade_kimg) < 0 or self.total_kimg <= 0:
             raise ConfigError("schedule lengths must be non-negative and total_kimg positive")
+        self.stage_start_kimg = [float(k) for k in self.stage_start_kimg]
+        if self.stage_start_kimg != sorted(set(self.stage_start_kimg)):
+            raise ConfigError("schedule.stage_start_kimg must increase")
 
 
 @dataclass
@@ -285,6 +301,14 @@ class TrainConfig:
             raise ConfigError(f"dtype must be fp32, bf16 or auto, not '{self.dtype}'")
         if self.keep_checkpoints < 1:
             raise ConfigError("keep_checkpoints must be at least 1")
+        starts = self.schedule.stage_start_kimg
+        if starts and len(starts) != self.model.num_stages - 1:
+            raise ConfigError(
+                f"schedule.stage_start_kimg has {len(starts)} entries; model.resolution {self.model.resolution} "
+                f"has {self.model.num_stages - 1} stages after the first"
+            )
+        if self.model.channel_min < 1:
+            raise ConfigError(f"model.channel_min must be at least 1, not {self.model.channel_min}")
         if self.masks.mismatch_share > 0 and self.optim.loss != "logistic":
             raise ConfigError("masks.mismatch_share needs optim.loss 'logistic' (mismatched pairs are logistic fakes)")
 

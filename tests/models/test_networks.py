@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from styleseg.config import ModelConfig, ScheduleConfig
+from styleseg.config import ConfigError, ModelConfig, ScheduleConfig, TrainConfig
 from styleseg.data.classes import get_class_map
 from styleseg.models.discriminator import Discriminator
 from styleseg.models.generator import Generator
 from styleseg.models.growth import (
+    added_stages,
     growth_at,
     merge_probabilities,
     parent_index,
@@ -151,6 +152,42 @@ def test_growth_schedule():
     assert (st.stage, st.alpha, st.seg_level, st.seg_alpha) == (3, 1.0, 2, 1.0)
     kinds = [e.kind for e in schedule_events(sched, tiny_model_config(), LEVELS)]
     assert kinds == ["resolution", "segmentation", "resolution", "class-split", "resolution", "class-split"]
+
+
+def test_explicit_stage_starts_place_a_grown_stage_late():
+    """A model grown from a trained one: its first stages on the regular rhythm, the added one at 500."""
+    sched = ScheduleConfig(
+        stable_kimg=10,
+        fade_kimg=10,
+        seg_start_kimg=25,
+        class_split_kimg=[40, 60],
+        total_kimg=600,
+        stage_start_kimg=[10, 30, 500],
+    )
+    assert sched.stage_starts(4) == [10, 30, 500] and sched.stage_starts(3) == [10, 30]
+    assert (growth_at(499, sched, 4, 3).stage, growth_at(499, sched, 4, 3).alpha) == (2, 1.0)
+    assert (growth_at(505, sched, 4, 3).stage, growth_at(505, sched, 4, 3).alpha) == (3, 0.5)
+    events = [(e.kind, e.kimg) for e in schedule_events(sched, tiny_model_config(), LEVELS) if e.kind == "resolution"]
+    assert events == [("resolution", 10), ("resolution", 30), ("resolution", 500)]
+    with pytest.raises(ConfigError, match="must increase"):
+        ScheduleConfig(stage_start_kimg=[10, 5])
+    with pytest.raises(ConfigError, match="stage_start_kimg has 2 entries"):
+        TrainConfig(model=tiny_model_config(), schedule=ScheduleConfig(stage_start_kimg=[10, 20]))
+
+
+def test_added_stages_lets_a_model_grow_but_not_change():
+    small = tiny_model_config(resolution=(12, 8))
+    assert added_stages(small, tiny_model_config()) == 1
+    assert added_stages(small, small) == 0
+    with pytest.raises(ConfigError, match="model.z_dim"):
+        added_stages(small, tiny_model_config(z_dim=8))
+    with pytest.raises(ConfigError, match="grow, not shrink"):
+        added_stages(tiny_model_config(), small)
+    with pytest.raises(ConfigError, match="channels"):  # a wider new stage is fine, wider old ones are not
+        added_stages(small, tiny_model_config(channel_base=64, channel_max=64))
+    wide = tiny_model_config(resolution=(12, 8), channel_base=128)  # 32 channels at every stage
+    assert tiny_model_config(channel_base=128).channels(3) == 16
+    assert added_stages(wide, tiny_model_config(channel_base=128, channel_min=32)) == 1
 
 
 def test_parent_index_of_ccp12():

@@ -8,9 +8,15 @@ import torch
 from safetensors.torch import load_file
 
 from styleseg.cli.main import main
+from styleseg.data.prepare import prepare_dataset
+from styleseg.data.store import PreparedDataset
+from styleseg.models.discriminator import Discriminator
+from styleseg.models.layers import upsample2
+from styleseg.models.load import load_generator
 from styleseg.models.zoo import load_exported, load_exported_for_training
 from styleseg.training.checkpoint import list_checkpoints, load_state
-from styleseg.training.warm_start import read_warm_start
+from styleseg.training.loop import Trainer
+from styleseg.training.warm_start import read_warm_start, warm_start_config
 from tests.cli.test_generate_explore import checkpoint  # noqa: F401  (fixture: tiny run, ends at kimg 0.32)
 
 
@@ -86,12 +92,82 @@ def test_checkpoint_source_brings_its_discriminator(prepared_tiny, checkpoint, t
 def test_init_refuses_what_does_not_fit(prepared_tiny, checkpoint, tmp_path, capsys):  # noqa: F811
     source = export(checkpoint, tmp_path / "g.safetensors")
     assert init_run(prepared_tiny, source, tmp_path / "a", "--set", "model.w_dim=8") == 2
-    assert "g.safetensors: its model config differs" in capsys.readouterr().err
+    assert "g.safetensors: model config differs from the source's in model.w_dim" in capsys.readouterr().err
     assert init_run(prepared_tiny, source, tmp_path / "b", "--preset", "demo") == 2
-    assert "leave out --resume and --preset" in capsys.readouterr().err
+    assert "differs from the source's in model.resolution" not in capsys.readouterr().err
+    assert init_run(prepared_tiny, source, tmp_path / "b2", "--resume", "auto") == 2
+    assert "give one of them" in capsys.readouterr().err
+    assert init_run(prepared_tiny, source, tmp_path / "b3", "--set", "model.resolution=[12,8]") == 2
+    assert "a model can grow, not shrink" in capsys.readouterr().err
     # a schedule under which the source would not yet be grown
     assert init_run(prepared_tiny, source, tmp_path / "c", "--set", "schedule.class_split_kimg=[0.16,0.5]") == 2
     assert "but this run's schedule gives" in capsys.readouterr().err
     assert init_run(prepared_tiny, tmp_path / "missing.safetensors", tmp_path / "d") == 2
     assert "missing.safetensors: model file not found" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() or not list((tmp_path / "a").glob("*/checkpoints/ckpt-*"))
+
+
+@pytest.fixture(scope="module")
+def prepared_tiny_x2(prepared_tiny, tmp_path_factory):
+    """The tiny CCP store's source prepared again at twice the resolution (48x32)."""
+    out = tmp_path_factory.mktemp("prep48") / "prepared"
+    prepare_dataset(prepared_tiny.parent / "ccp", out, (48, 32), "ccp-12", workers=1)
+    return out
+
+
+def test_growing_a_trained_model_adds_a_stage_that_fades_in_from_its_output(
+    prepared_tiny_x2,
+    checkpoint,  # noqa: F811
+    tmp_path,
+):
+    """--init with a larger resolution: the source's stages keep their weights (G, G_ema, D, ADA p);
+    at the growth instant G's output is the source's up-sampled and D's score of an up-sampled pair
+    is the source D's score of the pair, for image and mask alike."""
+    warm = read_warm_start(str(checkpoint))
+    cfg = warm_start_config(warm, None, ["model.resolution=[48,32]"], 0.0)
+    assert cfg.model.num_stages == warm.config.model.num_stages + 1
+    assert cfg.schedule.stage_start_kimg[-1] == pytest.approx(warm.kimg)  # the new stage starts where it stopped
+    data = PreparedDataset(prepared_tiny_x2)
+    (tmp_path / "run").mkdir()
+    trainer = Trainer(cfg, data, tmp_path / "run", torch.device("cpu"))
+    trainer.warm_start(warm)
+    st = trainer.growth()
+    assert (st.stage, st.alpha, st.seg_level) == (4, 0.0, 2)
+    assert trainer.ada.p == warm.ada_p
+    source = load_generator(checkpoint, torch.device("cpu")).G
+    source_D = Discriminator(warm.config.model, trainer.D.level_sizes, pair_head=trainer.D.final.has_pair_head)
+    source_D.load_state_dict(warm.discriminator)
+    for name, tensor in source.state_dict().items():
+        assert torch.equal(trainer.G_ema.state_dict()[name], tensor), name
+
+    gen = torch.Generator().manual_seed(3)
+    z = torch.randn(4, cfg.model.z_dim, generator=gen)
+    noise = trainer.G.make_noise(4, 4, generator=gen)
+    with torch.no_grad():
+        before = source(z, 3, 1.0, 2, noise=noise[:8])
+        after = trainer.G_ema(z, 4, 0.0, 2, noise=noise)
+        torch.testing.assert_close(after.img, upsample2(before.img))
+        torch.testing.assert_close(after.seg, upsample2(before.seg))
+        probs = before.seg.softmax(1)
+        d_args = dict(seg_level=2, seg_alpha=1.0, mbstd_group=4)
+        d_before = source_D(before.img, probs, 3, 1.0, **d_args)
+        d_after = trainer.D(upsample2(before.img), upsample2(probs), 4, 0.0, **d_args)
+        torch.testing.assert_close(d_after, d_before)
+        # the new stage is really there: once faded in, the output is no longer the up-sampled one
+        faded = trainer.G_ema(z, 4, 1.0, 2, noise=noise)
+        assert not torch.allclose(faded.img, upsample2(before.img), atol=1e-3)
+
+
+def test_grown_run_logs_the_new_stage_at_the_sources_kimg(prepared_tiny_x2, checkpoint, tmp_path):  # noqa: F811
+    out = tmp_path / "g"
+    extra = ["--set", "model.resolution=[48,32]", "--set", "schedule.total_kimg=0.344"]
+    assert init_run(prepared_tiny_x2, checkpoint, out, *extra) == 0
+    run, ckpt = final_checkpoint(out)
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"]["resolution"] == [48, 32] and config["schedule"]["stage_start_kimg"][-1] == 0.32
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    events = [(r["kind"], r["kimg"], r["detail"]) for r in records if r.get("event") == "growth"]
+    assert events == [("resolution", 0.32, "48x32 fades in")]
+    steps = [r for r in records if "loss_D" in r]
+    assert steps[-1]["resolution"] == 48 and 0 < steps[-1]["alpha"] < 1 and "loss_G" in steps[-1]
+    assert json.loads((ckpt / "meta.json").read_text())["growth"]["stage"] == 4

@@ -22,7 +22,7 @@ from styleseg.training import distributed as dist
 from styleseg.training.loop import Trainer, describe_schedule
 from styleseg.training.precision import choose_dtype, use_tf32
 from styleseg.training.run_dir import latest_run_dir, new_run_dir, provenance
-from styleseg.training.warm_start import read_warm_start
+from styleseg.training.warm_start import read_warm_start, warm_start_config
 
 
 def register(sub) -> None:
@@ -34,7 +34,12 @@ def register(sub) -> None:
     )
     add_data_arg(p, "prepared dataset, or a raw CCP/paired dataset to prepare first (default: $STYLESEG_DATA)")
     p.add_argument("--out", default="runs", type=folder_arg, help="folder of numbered run folders (default: runs)")
-    p.add_argument("--preset", default=None, help="preset name or YAML file (default: demo)")
+    p.add_argument(
+        "--preset",
+        default=None,
+        help="preset name or YAML file (default: demo); with --init, the recipe to go on with, whose network "
+        "may add resolution stages to the source's (e.g. --init viton64-lip12 --preset viton128)",
+    )
     p.add_argument(
         "--set",
         dest="overrides",
@@ -104,14 +109,17 @@ def cmd_train(args) -> int:
                 dist.print0(f"--resume auto: no run with a checkpoint in {out}; starting a new run")
         else:
             resume_ckpt = resolve_checkpoint(Path(args.resume))
-    if args.init and (args.resume or args.preset):
-        raise StylesegError("--init starts a new run from its source's config: leave out --resume and --preset")
+    if args.init and args.resume:
+        raise StylesegError("--init starts a new run and --resume continues one: give one of them")
     warm = read_warm_start(args.init) if args.init else None
+    d_only_kimg = None
+    if warm is not None:
+        d_only_kimg = args.d_only_kimg if args.d_only_kimg is not None else warm.default_d_only_kimg
     if resume_ckpt is not None:
         data = apply_overrides(load_json(resume_ckpt / "config.json"), args.overrides)
         cfg = config_from_json(data)
     elif warm is not None:
-        cfg = config_from_json(apply_overrides(to_dict(warm.config), args.overrides))
+        cfg = warm_start_config(warm, args.preset, args.overrides, d_only_kimg)
     else:
         cfg = build_config(args.preset or "demo", args.overrides)
     if args.device:
@@ -158,7 +166,7 @@ def cmd_train(args) -> int:
             trainer.load(resume_ckpt)
             dist.print0(f"resumed from {resume_ckpt} at kimg {trainer.kimg:.2f}")
         elif warm is not None:
-            trainer.warm_start(warm, args.d_only_kimg)
+            trainer.warm_start(warm, d_only_kimg)
             alone = (trainer.d_only_until - trainer.images_seen) / 1000
             dist.print0(
                 f"initialised from {warm.path} at kimg {warm.kimg:.2f} ("

@@ -104,6 +104,14 @@ class Discriminator(nn.Module):
         )
         self.final = FinalBlock(cfg.channels(0), cfg.base_shape, cfg.mbstd_group, pair_head)
 
+    @staticmethod
+    def stage_of(name: str) -> int | None:
+        """The resolution stage a parameter belongs to (None: the final block, every stage's)."""
+        parts = name.split(".")
+        if parts[0] == "inputs":
+            return int(parts[1])
+        return int(parts[1]) + 1 if parts[0] == "blocks" else None
+
     def forward(
         self,
         img: torch.Tensor,

@@ -116,6 +116,12 @@ class Generator(nn.Module):
             self.heads.append(OutputHead(cfg.channels(s), level_sizes, cfg.head_init_scale))
         self.register_buffer("w_avg", torch.zeros(cfg.w_dim))
 
+    @staticmethod
+    def stage_of(name: str) -> int | None:
+        """The resolution stage a parameter or buffer belongs to (None: every stage's, e.g. mapping)."""
+        parts = name.split(".")
+        return int(parts[1]) if parts[0] in ("blocks", "heads") else None
+
     def make_noise(
         self, batch: int, stage: int, generator: torch.Generator | None = None, device: torch.device | None = None
     ) -> list[torch.Tensor]:

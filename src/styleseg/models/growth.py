@@ -13,6 +13,7 @@ Three kinds of growth:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,6 +47,48 @@ class GrowthEvent:
     detail: str
 
 
+# What a grown model may change: its resolution and the widths of its added stages.
+_GROWABLE = {"resolution", "channel_base", "channel_max", "channel_min"}
+
+
+def added_stages(source: ModelConfig, target: ModelConfig) -> int:
+    """How many resolution stages `target` adds to `source` (0: the same network). A grown network
+    keeps every stage of the source as it is, so the source's weights load into it unchanged."""
+    different = [
+        f.name
+        for f in dataclasses.fields(ModelConfig)
+        if f.name not in _GROWABLE and getattr(source, f.name) != getattr(target, f.name)
+    ]
+    if different:
+        raise ConfigError(
+            "model config differs from the source's in " + ", ".join(f"model.{name}" for name in different)
+        )
+    added = target.num_stages - source.num_stages
+    if added < 0:
+        raise ConfigError(
+            f"model.resolution {target.resolution} is smaller than the source's {source.resolution}: "
+            "a model can grow, not shrink"
+        )
+    widths = [(source.channels(s), target.channels(s)) for s in range(source.num_stages)]
+    if any(a != b for a, b in widths):
+        raise ConfigError(
+            f"the source's stages have {[a for a, _ in widths]} channels, this config gives them "
+            f"{[b for _, b in widths]} (model.channel_base/channel_max/channel_min)"
+        )
+    return added
+
+
+def grown_schedule(
+    source: ScheduleConfig, target: ScheduleConfig, source_stages: int, target_stages: int, start_kimg: float
+) -> list[float]:
+    """stage_start_kimg of a model grown from a source that stopped at `start_kimg`: the source's
+    stages start when they did, the added ones from `start_kimg` on in the target's rhythm
+    (fade_kimg + stable_kimg apart)."""
+    starts = source.stage_starts(source_stages)
+    step = target.fade_kimg + target.stable_kimg
+    return starts + [start_kimg + i * step for i in range(target_stages - source_stages)]
+
+
 def first_seg_level(schedule: ScheduleConfig, num_levels: int) -> int:
     level = num_levels - 1 - len(schedule.class_split_kimg)
     if level < 0:
@@ -59,15 +102,11 @@ def first_seg_level(schedule: ScheduleConfig, num_levels: int) -> int:
 def growth_at(kimg: float, schedule: ScheduleConfig, num_stages: int, num_levels: int) -> GrowthState:
     """The growth state after `kimg` thousand real images."""
     stage, alpha = 0, 1.0
-    t = kimg - schedule.stable_kimg
-    for s in range(1, num_stages):
-        if t < 0:
+    for s, start in enumerate(schedule.stage_starts(num_stages), start=1):
+        if kimg < start:
             break
         stage = s
-        if t < schedule.fade_kimg:
-            alpha = t / schedule.fade_kimg
-            break
-        t -= schedule.fade_kimg + schedule.stable_kimg
+        alpha = min(1.0, (kimg - start) / schedule.fade_kimg) if schedule.fade_kimg > 0 else 1.0
     seg_level, seg_alpha = None, 0.0
     if schedule.seg_start_kimg is not None and kimg >= schedule.seg_start_kimg:
         seg_level = first_seg_level(schedule, num_levels) + sum(kimg >= k for k in schedule.class_split_kimg)
@@ -79,13 +118,11 @@ def growth_at(kimg: float, schedule: ScheduleConfig, num_stages: int, num_levels
 def schedule_events(schedule: ScheduleConfig, model: ModelConfig, levels: list[Level]) -> list[GrowthEvent]:
     """Every growth event of a run, in order, for --dry-run and the log."""
     events = []
-    k = schedule.stable_kimg
-    for s in range(1, model.num_stages):
+    for s, k in enumerate(schedule.stage_starts(model.num_stages), start=1):
         if k >= schedule.total_kimg:
             break
         h, w = model.stage_shape(s)
         events.append(GrowthEvent(k, "resolution", f"{h}x{w} fades in over {schedule.fade_kimg:g} kimg"))
-        k += schedule.fade_kimg + schedule.stable_kimg
     if schedule.seg_start_kimg is not None and schedule.seg_start_kimg < schedule.total_kimg:
         level = first_seg_level(schedule, len(levels))
         names = ", ".join(levels[level].names)

@@ -64,10 +64,17 @@ def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: corrupt or not a safetensors file ({exc})") from exc
 
 
-def assign_weights(module: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str | Path) -> None:
-    """Load a state dict into a module (casting dtypes), naming `source` and the mismatch on failure."""
+def assign_weights(
+    module: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str | Path, new_from_stage: int | None = None
+) -> None:
+    """Load a state dict into a module (casting dtypes), naming `source` and the mismatch on failure.
+    With `new_from_stage`, the module is a grown copy of the source's network: its parameters of that
+    stage and later (`module.stage_of`) are new and keep their initial values; every other one must
+    be in `tensors`."""
     own = module.state_dict()
     missing, unexpected = sorted(set(own) - set(tensors)), sorted(set(tensors) - set(own))
+    if new_from_stage is not None:
+        missing = [k for k in missing if (module.stage_of(k) or 0) < new_from_stage]
     if missing or unexpected:
         raise CheckpointError(
             f"{source}: does not match this model (missing {missing[:3]}{'...' if len(missing) > 3 else ''}, "
@@ -79,7 +86,7 @@ def assign_weights(module: torch.nn.Module, tensors: dict[str, torch.Tensor], so
                 f"{source}: '{key}' has shape {tuple(value.shape)}, the model expects "
                 f"{tuple(own[key].shape)} (a checkpoint of another configuration?)"
             )
-    module.load_state_dict(tensors)
+    module.load_state_dict(tensors, strict=new_from_stage is None)
 
 
 def load_weights(module: torch.nn.Module, path: Path) -> None:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from styleseg.config import TrainConfig, to_dict
+from styleseg.config import ConfigError, TrainConfig, to_dict
 from styleseg.data.balance import class_presence, repeat_factors
 from styleseg.data.budget import labels_to_keep
 from styleseg.data.store import EpochSampler, PreparedDataset
@@ -29,6 +29,7 @@ from styleseg.models.discriminator import Discriminator
 from styleseg.models.generator import Generator
 from styleseg.models.growth import (
     GrowthState,
+    added_stages,
     growth_at,
     parent_index,
     schedule_events,
@@ -244,30 +245,37 @@ class Trainer:
     def warm_start(self, source: WarmStart, d_only_kimg: float | None = None) -> None:
         """Start from a trained generator at its kimg (see training/warm_start.py). D comes from the
         source where it has one; a fresh D first trains alone for `d_only_kimg` (default 5 when fresh,
-        0 otherwise), so that its first, uninformed gradients do not undo the generator."""
-        if source.config.model != self.cfg.model:
-            raise StylesegError(f"{source.path}: its model config differs from this run's (--set model.* ?)")
+        0 otherwise), so that its first, uninformed gradients do not undo the generator. Where this
+        run's networks add stages to the source's, those start from their initial weights and fade in
+        when the schedule says (function-preserving: at alpha 0 G's output is the source's up-sampled,
+        and D reads it down-sampled through the source's input layer)."""
+        try:
+            added = added_stages(source.config.model, self.cfg.model)
+        except ConfigError as exc:
+            raise StylesegError(f"{source.path}: {exc} (--set model.* ?)") from exc
         if source.class_map != self.data.class_map:
             raise StylesegError(
                 f"{source.path}: its classes ({source.class_map.name}) are not {self.data.root}'s "
                 f"({self.data.class_map.name})"
             )
         self.images_seen = round(source.kimg * 1000)
-        st = self.growth()
+        source_stages = source.config.model.num_stages
+        st = growth_at(self.kimg, self.cfg.schedule, source_stages, len(self.levels))
         if st != source.growth:
             raise StylesegError(
                 f"{source.path}: saved at {source.growth}, but this run's schedule gives {st} at kimg {source.kimg:.2f}"
             )
+        new_from = source_stages if added else None
         for module in (self.G, self.G_ema):
-            assign_weights(module, source.generator, source.path)
+            assign_weights(module, source.generator, source.path, new_from)
         if source.discriminator is not None:
-            assign_weights(self.D, source.discriminator, f"{source.path} (discriminator)")
+            assign_weights(self.D, source.discriminator, f"{source.path} (discriminator)", new_from)
         if source.ada_p is not None and self.cfg.augment.fixed_p is None:
             self.ada.p = source.ada_p
         if d_only_kimg is None:
-            d_only_kimg = 0.0 if source.discriminator is not None else 5.0
+            d_only_kimg = source.default_d_only_kimg
         self.d_only_until = self.images_seen + round(d_only_kimg * 1000)
-        self.structure = st.structure  # already grown: no growth event may re-initialise a head
+        self.structure = st.structure  # the source's: no growth event may re-initialise a head; added stages follow
         self.next_snapshot = self.images_seen
         self.next_checkpoint = self.images_seen + int(self.cfg.checkpoint_kimg * 1000)
 

@@ -1,22 +1,27 @@
 """Where `styleseg train --init` starts: a trained generator (a shipped model, an exported file, or a
 run's checkpoint), with its discriminator and ADA's p where the source holds them.
 
-Unlike --resume, which restores a run exactly (optimisers, samplers, RNG), a warm start begins a new
-run: fresh optimisers and samplers, the source's weights, and the schedule taken up at the source's
-kimg, so a model can be trained further on its own data (across machines that keep no run folder)
-or fine-tuned on another dataset with the same classes.
+Unlike --resume, which restores a run exactly (optimisers, samplers, step counter), a warm start
+begins a new run: fresh optimisers and samplers, the source's weights, and the schedule taken up at
+the source's kimg, so a model can be trained further on its own data (across machines that keep no
+run folder) or fine-tuned on another dataset with the same classes.
+
+A warm start can also grow the model: a config (a preset, or `--set model.resolution=...`) whose
+network is the source's with more resolution stages gets the source's weights in its first stages,
+and its added stages fade in from the source's kimg on, exactly as growth during training does.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from styleseg.config import TrainConfig
+from styleseg.config import ConfigError, TrainConfig, apply_overrides, config_from_json, load_preset, to_dict
 from styleseg.data.classes import ClassMap
-from styleseg.models.growth import GrowthState
+from styleseg.models.growth import GrowthState, added_stages, grown_schedule
 from styleseg.models.load import load_generator
 from styleseg.models.weights import resolve_checkpoint
 from styleseg.models.zoo import load_exported_for_training, model_file
@@ -34,6 +39,11 @@ class WarmStart:
     growth: GrowthState
     kimg: float
     path: Path
+
+    @property
+    def default_d_only_kimg(self) -> float:
+        """A fresh discriminator trains alone first, one that knows the data does not."""
+        return 0.0 if self.discriminator is not None else 5.0
 
     def describe(self) -> dict:
         return {
@@ -64,3 +74,30 @@ def read_warm_start(source: str) -> WarmStart:
         kimg=model.kimg,
         path=model.path,
     )
+
+
+def warm_start_config(warm: WarmStart, preset: str | None, overrides: list[str], d_only_kimg: float) -> TrainConfig:
+    """The config of a run started from `warm`: the source's own, or with `preset` the preset's recipe
+    (`--set` overrides on top of either). Where that network adds stages to the source's, the added
+    stages start to fade in once D has trained alone for `d_only_kimg` after the source's kimg, and
+    (unless `schedule.total_kimg` is overridden) training runs as long past that point as the
+    config's own schedule runs past the first added stage."""
+    data = copy.deepcopy(load_preset(preset) if preset else to_dict(warm.config))
+    target = config_from_json(apply_overrides(copy.deepcopy(data), overrides))
+    try:
+        added = added_stages(warm.config.model, target.model)
+    except ConfigError as exc:
+        raise ConfigError(f"{warm.path}: {exc}") from exc
+    keys = {item.split("=", 1)[0].strip() for item in overrides}
+    if not added or "schedule.stage_start_kimg" in keys:
+        return target
+    source_stages = warm.config.model.num_stages
+    starts = grown_schedule(
+        warm.config.schedule, target.schedule, source_stages, target.model.num_stages, warm.kimg + d_only_kimg
+    )
+    shift = starts[source_stages - 1] - target.schedule.stage_starts(target.model.num_stages)[source_stages - 1]
+    schedule = data.setdefault("schedule", {})
+    schedule["stage_start_kimg"] = starts
+    if "schedule.total_kimg" not in keys:
+        schedule["total_kimg"] = round(target.schedule.total_kimg + shift, 3)
+    return config_from_json(apply_overrides(data, overrides))  # overrides win, total_kimg absolute
