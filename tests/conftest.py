@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -9,12 +10,39 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
+import torch
 from PIL import Image
 
-from styleseg.data.classes import CCP_LABELS
+from styleseg.data.classes import CCP_LABELS, get_class_map
 from styleseg.data.synthetic import draw_lip_person
 
 REPO = Path(__file__).resolve().parents[1]
+TINY = str(REPO / "tests" / "training" / "tiny.yaml")
+"""A tiny configuration that passes through every growth event in a few dozen steps."""
+
+
+def tiny_config(*overrides: str):
+    """The tiny training config (TINY) with `--set`-style overrides."""
+    from styleseg.config import build_config
+
+    return build_config(TINY, list(overrides))
+
+
+def tiny_model_config(**changes):
+    """The tiny config's networks (24x16 from 3x2, 16-d latents, 32 channels), with changes."""
+    return dataclasses.replace(tiny_config().model, **changes)
+
+
+LEVELS = get_class_map("ccp-12").levels()  # 2 -> 5 -> 12 classes
+SIZES = [lvl.num_classes for lvl in LEVELS]
+
+
+def latents(G, batch, stage, seed=0):
+    """float64 z and noise for a network in double precision."""
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn(batch, G.cfg.z_dim, generator=gen, dtype=torch.float64)
+    noise = [n.double() for n in G.make_noise(batch, stage, generator=gen)]
+    return z, noise
 
 
 def draw_person(h: int, w: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -163,3 +191,19 @@ def real_ccp() -> Path:
             "Clothing Co-Parsing not found: set STYLESEG_CCP or place it at ../shared/datasets/clothing-co-parsing"
         )
     return root
+
+
+@pytest.fixture(scope="session")
+def checkpoint(prepared_tiny, tmp_path_factory) -> Path:
+    """The last checkpoint of a tiny run through every growth event (kimg 0.32). Full-size output
+    heads: after a few dozen steps their random projections still give varied masks (some with a
+    person, some without), which the filter tests need. Read it, never write into it."""
+    from styleseg.cli.main import main
+    from styleseg.training.checkpoint import list_checkpoints
+
+    out = tmp_path_factory.mktemp("trained")
+    argv = ["train", "--data", str(prepared_tiny), "--out", str(out), "--preset", TINY, "--no-progress"]
+    argv += ["--set", "model.head_init_scale=1.0"]
+    assert main(argv) == 0
+    (run,) = out.iterdir()
+    return list_checkpoints(run / "checkpoints")[-1]

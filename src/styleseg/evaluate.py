@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +48,6 @@ from styleseg.metrics.segmentation import (
 from styleseg.metrics.segmenter import (
     CHUNK,
     SegmenterConfig,
-    cached_segmenter,
     embed_store,
     evaluate_segmenter,
     evaluate_segmenter_samples,
@@ -57,9 +56,11 @@ from styleseg.metrics.segmenter import (
     scores_from_confusion,
     validation_halves,
 )
+from styleseg.metrics.segmenter_train import cached_segmenter
 from styleseg.metrics.usefulness import Regime, paired_difference, regimes, summarize, verdict
 from styleseg.models.load import LoadedGenerator
 from styleseg.report import agreement_text, interval_note, seed_range, seeds_text, write_report
+from styleseg.stream import PairStream, StreamOptions
 
 EVALUATE_VERSION = 3  # recorded in metrics.json: which instrument produced the figures
 
@@ -104,6 +105,12 @@ class EvalOptions:
     real_subset: list[int] | None = None
     """Fixed real samples for the 'N real' regimes (N = their count), the same for every seed: e.g.
     the labels a run kept under a label budget. None: N samples drawn per seed."""
+    stream: StreamOptions | None = None
+    """With it, the 'streamed' regimes too: pairs drawn fresh from the model at every step."""
+    synthetic_target: str = "soft"
+    """How streamed pairs teach: soft | hard | weighted | confident (see SegmenterConfig)."""
+    min_confidence: float = 0.5
+    """'confident' targets: the top probability below which a pixel carries no loss."""
 
     def segmenter_config(self, num_classes: int, max_steps: int, seed: int = 0) -> SegmenterConfig:
         """The configuration of every segmenter trained here: the same recipe, its own step bound and seed."""
@@ -115,6 +122,9 @@ class EvalOptions:
             dice_weight=self.dice_weight,
             repeat_threshold=self.repeat_threshold,
             weight_ema=self.weight_ema,
+            synthetic_share=self.mix,
+            synthetic_target=self.synthetic_target,
+            min_confidence=self.min_confidence,
         )
 
 
@@ -207,7 +217,25 @@ def check_real_subset(ds: PreparedDataset, opts: EvalOptions) -> None:
         )
 
 
-def usefulness(ds, gen, filtered_idx, opts: EvalOptions, device, cache: Path, log) -> dict:
+def _fit_regime(regime: Regime, sets, weights, pretrain, cfg, stream, device, cache: Path, select, log):
+    """One regime's segmenter for one seed: pre-trained first where the regime says so (on the
+    written pairs, or on the stream alone), with streamed pairs in every batch where it says so."""
+    synthetic = stream if regime.streamed else None
+    init = None
+    if regime.finetune:
+        if regime.streamed:  # the pre-training is the 'streamed' regime's segmenter (cached: trained once)
+            pre, pre_path, _ = cached_segmenter(
+                cache, [], replace(cfg, synthetic_share=1.0), device, select, log, synthetic=stream
+            )
+        else:
+            pre, pre_path, _ = cached_segmenter(cache, pretrain, cfg, device, select, log)
+        init, synthetic = (pre.state_dict(), pre_path.name), None
+    elif synthetic is not None and not sets:
+        cfg = replace(cfg, synthetic_share=1.0)
+    return cached_segmenter(cache, sets, cfg, device, select, log, weights=weights, init=init, synthetic=synthetic)
+
+
+def usefulness(ds, gen, filtered_idx, opts: EvalOptions, device, cache: Path, log, stream=None) -> dict:
     """Every regime (and its filtered variant) x seeds; scores on the report half of validation and on
     test where there is one; paired differences to the baselines."""
     if opts.regimes == []:
@@ -216,7 +244,7 @@ def usefulness(ds, gen, filtered_idx, opts: EvalOptions, device, cache: Path, lo
     train_idx = ds.indices("train", labeled_only=True)
     select = (ds, validation_halves(ds)[0])
     has_test = len(ds.indices("test", labeled_only=True)) > 0
-    candidates = regimes(opts.low_labels, with_generated=gen is not None)
+    candidates = regimes(opts.low_labels, with_generated=gen is not None, with_stream=stream is not None)
     wanted = {r.name for r in candidates}
     if opts.regimes:
         unknown = sorted(set(opts.regimes) - wanted)
@@ -228,7 +256,7 @@ def usefulness(ds, gen, filtered_idx, opts: EvalOptions, device, cache: Path, lo
         if regime.name not in wanted:
             continue
         todo.append((regime, None if gen is None else np.arange(len(gen))))
-        if regime.generated and filtered_idx is not None:
+        if regime.generated and not regime.streamed and filtered_idx is not None:
             name = regime.name.replace("generated", "filtered generated")
             todo.append((Regime(name, regime.real, True, regime.finetune, regime.baseline), filtered_idx))
     results: dict[str, dict] = {}
@@ -241,21 +269,29 @@ def usefulness(ds, gen, filtered_idx, opts: EvalOptions, device, cache: Path, lo
             cfg = opts.segmenter_config(
                 ds.class_map.num_classes, opts.usefulness_max_steps or opts.segmenter_max_steps, seed
             )
-            sets, weights, pretrain = _train_sets(regime, ds, train_idx, gen, gen_idx, seed, opts.mix, opts.real_subset)
+            files = None if regime.streamed else gen
+            sets, weights, pretrain = _train_sets(
+                replace(regime, generated=regime.generated and not regime.streamed),
+                ds,
+                train_idx,
+                files,
+                gen_idx,
+                seed,
+                opts.mix,
+                opts.real_subset,
+            )
             log(f"usefulness: {regime.name}, seed {seed}")
-            init = None
-            if pretrain:
-                pre, pre_path, _ = cached_segmenter(cache, pretrain, cfg, device, select, log)
-                init = (pre.state_dict(), pre_path.name)
-            model, _, budget = cached_segmenter(cache, sets, cfg, device, select, log, weights=weights, init=init)
+            seeded = stream.reseeded(seed) if stream is not None else None  # each seed its own pairs
+            model, _, budget = _fit_regime(regime, sets, weights, pretrain, cfg, seeded, device, cache, select, log)
             budgets.append(budget)
             per_seed["val"].append(evaluate_segmenter(model, ds, "val", device)["miou"])
             if has_test:
                 per_seed["test"].append(evaluate_segmenter(model, ds, "test", device)["miou"])
         results[regime.name] = {
             "regime": asdict(regime),
-            "generated_pairs": 0 if gen_idx is None or not regime.generated else int(len(gen_idx)),
+            "generated_pairs": 0 if gen_idx is None or not regime.generated or regime.streamed else int(len(gen_idx)),
             "mix": opts.mix if regime.generated and regime.real and not regime.finetune else None,
+            **({"stream": {**stream.describe(), "seed": "the segmenter's"}} if regime.streamed else {}),
             "val": summarize(per_seed["val"]),
             **({"test": summarize(per_seed["test"])} if has_test else {}),
             "budgets": budgets,
@@ -408,7 +444,8 @@ def evaluate(
             "kept": int(keep),
             "min_per_sample_miou": float(per_sample[filtered].min()),
         }
-    useful = usefulness(ds, gen, filtered, opts, device, cache, log)
+    stream = PairStream(model, opts.stream, device) if opts.stream is not None else None
+    useful = usefulness(ds, gen, filtered, opts, device, cache, log, stream)
 
     # 3. realism and 4. label statistics
     real_feats = realism(ref, ds, gen, device, opts.inception_weights)

@@ -25,6 +25,12 @@ def seed_latents(
     return z, noise
 
 
+def seed_z(G: Generator, seeds: Sequence[int], device: torch.device) -> torch.Tensor:
+    """z (B, z_dim) of each seed alone: the same z as `seed_latents` (its first draw), without noise."""
+    z = [torch.randn(1, G.cfg.z_dim, generator=torch.Generator().manual_seed(int(seed))) for seed in seeds]
+    return torch.cat(z).to(device)
+
+
 def to_uint8_images(img: torch.Tensor) -> np.ndarray:
     """(B, 3, H, W) in [-1, 1] -> (B, H, W, 3) uint8."""
     return (img.float() * 127.5 + 128).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
@@ -42,11 +48,12 @@ def synthesize(
     stage: int,
     alpha: float,
     seg_level: int | None,
-    psi: float = 1.0,
+    psi: float | torch.Tensor = 1.0,
     device: torch.device | None = None,
     ws: torch.Tensor | None = None,
 ) -> GeneratorOutput:
-    """Samples for `seeds` at a growth state; `ws` replaces the mapped styles when given."""
+    """Samples for `seeds` at a growth state (psi: one truncation, or one per seed); `ws` replaces
+    the mapped styles when given."""
     device = device or G.w_avg.device
     z, noise = seed_latents(G, seeds, stage, device)
     if ws is None:

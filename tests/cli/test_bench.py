@@ -1,11 +1,9 @@
 import json
-from pathlib import Path
 
 import pytest
 
 from styleseg.cli.main import main
-
-TINY = str(Path(__file__).parents[1] / "training" / "tiny.yaml")
+from tests.conftest import TINY
 
 
 def test_bench_reports_speed_flops_and_roofline(tmp_path, capsys):

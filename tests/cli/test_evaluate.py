@@ -8,7 +8,7 @@ import pytest
 
 from styleseg.cli.main import main
 from styleseg.metrics import segmenter as seg_module
-from tests.cli.test_generate_explore import checkpoint  # noqa: F401  (fixture)
+from tests.conftest import TINY
 
 
 @pytest.fixture(autouse=True)
@@ -25,7 +25,7 @@ def _short_init(self, num_classes, **kwargs):
 
 
 @pytest.mark.slow
-def test_evaluate_writes_metrics_and_report(checkpoint, prepared_tiny, tmp_path, capsys):  # noqa: F811
+def test_evaluate_writes_metrics_and_report(checkpoint, prepared_tiny, tmp_path, capsys):
     cache = tmp_path / "cache"
     argv = [
         "evaluate",
@@ -99,7 +99,7 @@ def test_segmenter_train_and_eval(trained_segmenter, prepared_tiny, tmp_path, ca
 
 
 def test_in_training_metrics_go_to_the_log(trained_segmenter, prepared_tiny, tmp_path):
-    tiny = str(__import__("pathlib").Path(__file__).parents[1] / "training" / "tiny.yaml")
+    tiny = TINY
     argv = [
         "train",
         "--data",
@@ -169,7 +169,7 @@ def test_a_corrupt_segmenter_file_is_named(trained_segmenter, capsys):
     assert f"{trained_segmenter}/segmenter.safetensors: cannot load" in err
 
 
-def test_evaluate_refuses_a_subset_outside_the_train_split(checkpoint, prepared_tiny, tmp_path, capsys):  # noqa: F811
+def test_evaluate_refuses_a_subset_outside_the_train_split(checkpoint, prepared_tiny, tmp_path, capsys):
     subset = tmp_path / "labels.json"
     subset.write_text(json.dumps({"labeled_indices": [0, 1, 10_000]}))
     argv = ["evaluate", "--ckpt", str(checkpoint), "--data", str(prepared_tiny), "--out", str(tmp_path / "e")]
@@ -178,7 +178,7 @@ def test_evaluate_refuses_a_subset_outside_the_train_split(checkpoint, prepared_
 
 
 def test_evaluate_with_a_given_reference_and_no_usefulness(
-    checkpoint,  # noqa: F811
+    checkpoint,
     trained_segmenter,
     prepared_tiny,
     tmp_path,
@@ -225,7 +225,7 @@ def test_evaluate_with_a_given_reference_and_no_usefulness(
 
 
 def test_evaluate_trains_every_segmenter_with_the_sampling_and_averaging_asked_for(
-    checkpoint,  # noqa: F811
+    checkpoint,
     prepared_tiny,
     tmp_path,
 ):

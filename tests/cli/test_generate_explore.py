@@ -1,7 +1,6 @@
 """generate / interpolate / mix / truncation on a tiny trained checkpoint."""
 
 import json
-from pathlib import Path
 
 import imageio.v2 as imageio
 import numpy as np
@@ -11,21 +10,6 @@ from PIL import Image
 from styleseg.cli.main import main
 from styleseg.data.prepare import prepare_dataset
 from styleseg.data.store import PreparedDataset
-from styleseg.training.checkpoint import list_checkpoints
-
-TINY = str(Path(__file__).parents[1] / "training" / "tiny.yaml")
-
-
-@pytest.fixture(scope="module")
-def checkpoint(prepared_tiny, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("trained")
-    # Full-size output heads: after a few dozen steps their random projections still give varied
-    # masks (some with a person, some without), which the filter tests need.
-    argv = ["train", "--data", str(prepared_tiny), "--out", str(out), "--preset", TINY, "--no-progress"]
-    argv += ["--set", "model.head_init_scale=1.0"]
-    assert main(argv) == 0
-    (run,) = out.iterdir()
-    return list_checkpoints(run / "checkpoints")[-1]
 
 
 def generate(ckpt, out, *extra):

@@ -17,17 +17,16 @@ from styleseg.errors import CheckpointError
 from styleseg.models.load import load_generator
 from styleseg.models.zoo import export_generator, fetch_model, load_exported, registry
 from styleseg.sampling import synthesize
-from tests.cli.test_generate_explore import checkpoint  # noqa: F401  (fixture)
 
 
 @pytest.fixture
-def exported(checkpoint, tmp_path):  # noqa: F811
+def exported(checkpoint, tmp_path):
     path = tmp_path / "tiny.safetensors"
     assert main(["models", "export", "--ckpt", str(checkpoint), "--out", str(path), "--name", "tiny"]) == 0
     return path
 
 
-def test_export_round_trip_is_the_same_generator_in_fp16(checkpoint, exported):  # noqa: F811
+def test_export_round_trip_is_the_same_generator_in_fp16(checkpoint, exported):
     full = load_generator(checkpoint, torch.device("cpu"))
     small = load_exported(exported, torch.device("cpu"))
     assert small.class_map == full.class_map and small.growth == full.growth and small.kimg == full.kimg
@@ -102,7 +101,7 @@ def test_corrupt_or_foreign_model_file_is_named(tmp_path):
         load_exported(tmp_path / "other.safetensors", torch.device("cpu"))
 
 
-def test_fp32_export_is_exact(checkpoint, tmp_path):  # noqa: F811
+def test_fp32_export_is_exact(checkpoint, tmp_path):
     full = load_generator(checkpoint, torch.device("cpu"))
     path = export_generator(full, tmp_path / "m.safetensors", "m", half=False)
     again = load_exported(path, torch.device("cpu")).G.state_dict()

@@ -95,7 +95,8 @@ def test_fd_path_end_to_end_with_a_stand_in_feature_network():
 def test_segmenter_cache_fingerprint_follows_content(tiny_ccp, tmp_path):
     from styleseg.data.prepare import prepare_dataset
     from styleseg.data.store import PreparedDataset
-    from styleseg.metrics.segmenter import SegmenterConfig, fingerprint
+    from styleseg.metrics.segmenter import SegmenterConfig
+    from styleseg.metrics.segmenter_train import fingerprint
 
     prepare_dataset(tiny_ccp, tmp_path / "a", (24, 16), "ccp-12", workers=1)
     prepare_dataset(tiny_ccp, tmp_path / "b", (24, 16), "ccp-12", workers=1)  # same content, another time
@@ -207,7 +208,8 @@ def _store(root, images, masks):
 @pytest.mark.slow
 def test_segmenter_learns_a_learnable_task_and_not_random_labels(tmp_path):
     from styleseg.data.store import PreparedDataset
-    from styleseg.metrics.segmenter import SegmenterConfig, evaluate_segmenter, train_segmenter, validation_halves
+    from styleseg.metrics.segmenter import SegmenterConfig, evaluate_segmenter, validation_halves
+    from styleseg.metrics.segmenter_train import train_segmenter
 
     results = {}
     for learnable in (True, False):
@@ -227,7 +229,7 @@ def test_segmenter_learns_a_learnable_task_and_not_random_labels(tmp_path):
 
 
 def test_soft_dice_weighs_a_rare_class_as_much_as_a_common_one():
-    from styleseg.metrics.segmenter import soft_dice_loss
+    from styleseg.metrics.segmenter_train import soft_dice_loss
 
     target = torch.zeros(2, 16, 16, dtype=torch.long)
     target[:, :2, :2] = 1  # a rare class: 4 of 256 pixels
@@ -248,10 +250,11 @@ def test_concurrent_evaluations_train_a_cached_segmenter_once(prepared_tiny, tmp
     import threading
 
     from styleseg.data.store import PreparedDataset
-    from styleseg.metrics import segmenter as seg
+    from styleseg.metrics import segmenter_train as seg
+    from styleseg.metrics.segmenter import SegmenterConfig
 
     ds = PreparedDataset(prepared_tiny)
-    cfg = seg.SegmenterConfig(num_classes=ds.class_map.num_classes, width=8, max_steps=4, eval_every=2, batch=4)
+    cfg = SegmenterConfig(num_classes=ds.class_map.num_classes, width=8, max_steps=4, eval_every=2, batch=4)
     trained, real_train = [], seg.train_segmenter
 
     def counting_train(*args, **kwargs):
@@ -290,7 +293,8 @@ def test_repeat_factors_raise_images_by_their_rarest_class():
 
 def test_rare_class_oversampling_draws_rare_images_more_often_and_keeps_dataset_shares(tmp_path):
     from styleseg.data.store import PreparedDataset
-    from styleseg.metrics.segmenter import SegmenterConfig, fingerprint, sampling_probabilities
+    from styleseg.metrics.segmenter import SegmenterConfig
+    from styleseg.metrics.segmenter_train import fingerprint, sampling_probabilities
 
     images = np.zeros((60, 8, 8, 3), np.uint8)
     masks = np.zeros((60, 8, 8), np.uint8)
@@ -332,7 +336,8 @@ def test_weight_ema_returns_the_moving_average_of_weights_and_batch_norm_statist
     from torch.optim.swa_utils import AveragedModel
 
     from styleseg.data.store import PreparedDataset
-    from styleseg.metrics.segmenter import SegmenterConfig, train_segmenter
+    from styleseg.metrics.segmenter import SegmenterConfig
+    from styleseg.metrics.segmenter_train import train_segmenter
 
     _store(tmp_path / "s", *_task(60, 16, 16, 0, True))
     ds = PreparedDataset(tmp_path / "s")

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from styleseg.config import ConfigError, ModelConfig, ScheduleConfig, TrainConfig
-from styleseg.data.classes import get_class_map
+from styleseg.config import ConfigError, ScheduleConfig, TrainConfig
 from styleseg.models.discriminator import Discriminator
 from styleseg.models.generator import Generator
 from styleseg.models.growth import (
@@ -18,16 +17,7 @@ from styleseg.models.growth import (
     split_generator_classes,
 )
 from styleseg.models.layers import downsample2, upsample2
-
-LEVELS = get_class_map("ccp-12").levels()  # 2 -> 5 -> 12 classes
-SIZES = [lvl.num_classes for lvl in LEVELS]
-
-
-def tiny_model_config(**kw) -> ModelConfig:
-    base = dict(
-        resolution=(24, 16), base_shape=(3, 2), z_dim=16, w_dim=16, mapping_layers=2, channel_base=32, channel_max=32
-    )
-    return ModelConfig(**{**base, **kw})
+from tests.conftest import LEVELS, SIZES, latents, tiny_model_config
 
 
 @pytest.fixture
@@ -41,13 +31,6 @@ def nets():
             if "noise" in name or name.endswith("bias"):
                 p.add_(0.1 * torch.randn_like(p))
     return cfg, G, D
-
-
-def latents(G, batch, stage, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    z = torch.randn(batch, G.cfg.z_dim, generator=gen, dtype=torch.float64)
-    noise = [n.double() for n in G.make_noise(batch, stage, generator=gen)]
-    return z, noise
 
 
 @pytest.mark.parametrize("stage", range(4))

@@ -7,7 +7,7 @@ from styleseg.errors import CheckpointError
 from styleseg.models.generator import Generator
 from styleseg.models.load import load_generator
 from styleseg.training.checkpoint import list_checkpoints, load_weights, resolve_checkpoint, save_checkpoint
-from tests.models.test_networks import SIZES, tiny_model_config
+from tests.conftest import SIZES, tiny_model_config
 
 
 def _save(folder, name, G, keep=2):

@@ -1,7 +1,6 @@
 """`compile=true`: G and D compile once per growth phase, never per step, and train as eager does."""
 
 import functools
-from pathlib import Path
 
 import torch
 
@@ -9,8 +8,7 @@ from styleseg.config import build_config
 from styleseg.data.store import PreparedDataset
 from styleseg.training import compiled
 from styleseg.training.loop import Trainer
-
-TINY = str(Path(__file__).with_name("tiny.yaml"))
+from tests.conftest import TINY
 
 
 def _run(prepared, tmp_path, compile_: bool, steps: int):

@@ -14,8 +14,8 @@ import torch
 from safetensors.torch import load_file
 
 from styleseg.training.checkpoint import list_checkpoints
+from tests.conftest import TINY
 
-TINY = str(Path(__file__).with_name("tiny.yaml"))
 TORCHRUN = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
 pytestmark = pytest.mark.slow
 

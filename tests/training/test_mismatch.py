@@ -10,8 +10,7 @@ from styleseg.data.store import PreparedDataset
 from styleseg.errors import StylesegError
 from styleseg.training.loop import Trainer
 from styleseg.training.mismatch import masks_of_others, swap_two_classes
-
-TINY = Path(__file__).parent / "tiny.yaml"
+from tests.conftest import TINY
 
 
 def _one_hot(ids: torch.Tensor, k: int) -> torch.Tensor:

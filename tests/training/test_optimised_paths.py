@@ -2,7 +2,6 @@
 memory format, to float tolerance."""
 
 import copy
-from pathlib import Path
 
 import pytest
 import torch
@@ -10,8 +9,7 @@ import torch
 from styleseg.config import build_config
 from styleseg.data.store import PreparedDataset
 from styleseg.training.loop import Trainer
-
-TINY = str(Path(__file__).with_name("tiny.yaml"))
+from tests.conftest import TINY
 
 
 def _weights_after_steps(prepared, tmp_path, channels_last: bool, steps: int = 3):

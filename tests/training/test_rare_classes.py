@@ -16,8 +16,7 @@ from styleseg.data.balance import class_presence, repeat_factors
 from styleseg.data.store import EpochSampler, PreparedDataset, SamplerState
 from styleseg.errors import DataError
 from styleseg.training.loop import Trainer
-
-TINY = Path(__file__).parent / "tiny.yaml"
+from tests.conftest import TINY
 
 
 def test_each_epoch_repeats_a_sample_floor_or_ceil_of_its_factor_times_and_on_average_its_factor():

@@ -2,7 +2,6 @@
 (gamma / 2 x interval) or the EMA rate makes these fail."""
 
 import copy
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -10,8 +9,7 @@ import torch.nn.functional as F
 from styleseg.config import build_config
 from styleseg.data.store import PreparedDataset
 from styleseg.training.loop import Trainer
-
-TINY = str(Path(__file__).with_name("tiny.yaml"))
+from tests.conftest import TINY
 
 
 def _trainer(prepared, tmp_path, *overrides):

@@ -14,8 +14,7 @@ from safetensors.torch import load_file
 
 from styleseg.cli.main import main
 from styleseg.training.checkpoint import list_checkpoints
-
-TINY = str(Path(__file__).with_name("tiny.yaml"))
+from tests.conftest import TINY
 
 
 def train_args(data, out, *extra):

@@ -18,9 +18,7 @@ from styleseg.models.generator import Generator
 from styleseg.models.growth import GrowthState
 from styleseg.training.feeder import RealBatchFeeder, photo_positions
 from styleseg.training.loop import Trainer
-from tests.models.test_networks import SIZES, latents, tiny_model_config
-
-TINY = Path(__file__).parent / "tiny.yaml"
+from tests.conftest import SIZES, TINY, latents, tiny_model_config
 
 
 def test_label_budget_is_a_fixed_subset_by_count_or_fraction():

@@ -17,7 +17,6 @@ from styleseg.models.zoo import load_exported, load_exported_for_training
 from styleseg.training.checkpoint import list_checkpoints, load_state
 from styleseg.training.loop import Trainer
 from styleseg.training.warm_start import read_warm_start, warm_start_config
-from tests.cli.test_generate_explore import checkpoint  # noqa: F401  (fixture: tiny run, ends at kimg 0.32)
 
 
 def export(ckpt, path, *extra):
@@ -35,7 +34,7 @@ def final_checkpoint(out):
     return run, list_checkpoints(run / "checkpoints")[-1]
 
 
-def test_export_with_discriminator_round_trips(checkpoint, tmp_path):  # noqa: F811
+def test_export_with_discriminator_round_trips(checkpoint, tmp_path):
     plain = export(checkpoint, tmp_path / "g.safetensors")
     full = export(checkpoint, tmp_path / "gd.safetensors", "--with-discriminator")
     assert load_exported_for_training(plain, torch.device("cpu"))[1:] == (None, None)
@@ -49,7 +48,7 @@ def test_export_with_discriminator_round_trips(checkpoint, tmp_path):  # noqa: F
     assert full.stat().st_size > 1.5 * plain.stat().st_size
 
 
-def test_fresh_discriminator_trains_alone_first_and_the_generator_is_kept(prepared_tiny, checkpoint, tmp_path):  # noqa: F811
+def test_fresh_discriminator_trains_alone_first_and_the_generator_is_kept(prepared_tiny, checkpoint, tmp_path):
     source = export(checkpoint, tmp_path / "g.safetensors")
     start = load_file(checkpoint / "G_ema.safetensors")
     # 10 steps of batch 8 after kimg 0.32, all of them D alone: G and G_ema must be the source's
@@ -79,7 +78,7 @@ def test_fresh_discriminator_trains_alone_first_and_the_generator_is_kept(prepar
     assert [("loss_G" in r) for r in steps if "loss_D" in r] == [False, True]
 
 
-def test_checkpoint_source_brings_its_discriminator(prepared_tiny, checkpoint, tmp_path):  # noqa: F811
+def test_checkpoint_source_brings_its_discriminator(prepared_tiny, checkpoint, tmp_path):
     warm = read_warm_start(str(checkpoint))
     want = load_file(checkpoint / "D.safetensors")
     assert all(torch.equal(warm.discriminator[k], v) for k, v in want.items())
@@ -89,7 +88,7 @@ def test_checkpoint_source_brings_its_discriminator(prepared_tiny, checkpoint, t
     assert info["discriminator"] is True and info["d_only_kimg"] == 0
 
 
-def test_init_refuses_what_does_not_fit(prepared_tiny, checkpoint, tmp_path, capsys):  # noqa: F811
+def test_init_refuses_what_does_not_fit(prepared_tiny, checkpoint, tmp_path, capsys):
     source = export(checkpoint, tmp_path / "g.safetensors")
     assert init_run(prepared_tiny, source, tmp_path / "a", "--set", "model.w_dim=8") == 2
     assert "g.safetensors: model config differs from the source's in model.w_dim" in capsys.readouterr().err
@@ -117,7 +116,7 @@ def prepared_tiny_x2(prepared_tiny, tmp_path_factory):
 
 def test_growing_a_trained_model_adds_a_stage_that_fades_in_from_its_output(
     prepared_tiny_x2,
-    checkpoint,  # noqa: F811
+    checkpoint,
     tmp_path,
 ):
     """--init with a larger resolution: the source's stages keep their weights (G, G_ema, D, ADA p);
@@ -158,7 +157,7 @@ def test_growing_a_trained_model_adds_a_stage_that_fades_in_from_its_output(
         assert not torch.allclose(faded.img, upsample2(before.img), atol=1e-3)
 
 
-def test_grown_run_logs_the_new_stage_at_the_sources_kimg(prepared_tiny_x2, checkpoint, tmp_path):  # noqa: F811
+def test_grown_run_logs_the_new_stage_at_the_sources_kimg(prepared_tiny_x2, checkpoint, tmp_path):
     out = tmp_path / "g"
     extra = ["--set", "model.resolution=[48,32]", "--set", "schedule.total_kimg=0.344"]
     assert init_run(prepared_tiny_x2, checkpoint, out, *extra) == 0

@@ -50,3 +50,15 @@ def load_model_arg(args, device):
     if getattr(args, "model", None):
         return load_model(args.model, device)
     return load_generator(Path(args.ckpt), device)
+
+
+def load_generator_spec(spec: str, device):
+    """A generator named as `--generator` takes it: a shipped model's name, an exported .safetensors,
+    or a run/checkpoint folder (or a file in one)."""
+    from styleseg.models.load import load_generator
+    from styleseg.models.zoo import load_model
+
+    path = Path(spec)
+    if path.exists() and path.suffix != ".safetensors":
+        return load_generator(path, device)
+    return load_model(spec, device)

@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from styleseg.cli.common import add_data_arg, add_device_arg, add_model_args, folder_arg, load_model_arg, resolve_data
+from styleseg.cli.common import (
+    add_data_arg,
+    add_device_arg,
+    add_model_args,
+    folder_arg,
+    load_generator_spec,
+    load_model_arg,
+    resolve_data,
+)
 from styleseg.data.store import PreparedDataset
 from styleseg.device import resolve_device
 from styleseg.errors import StylesegError
 from styleseg.evaluate import EvalOptions, evaluate, summary_table
 from styleseg.metrics.segmenter import (
+    SYNTHETIC_TARGETS,
     SegmenterConfig,
-    cached_segmenter,
     evaluate_segmenter,
     load_matching_segmenter,
     load_segmenter,
@@ -23,6 +32,8 @@ from styleseg.metrics.segmenter import (
     segmenter_digest,
     validation_halves,
 )
+from styleseg.metrics.segmenter_train import cached_segmenter
+from styleseg.stream import PairStream, StreamOptions
 
 DEFAULT_CACHE = Path.home() / ".cache" / "styleseg" / "segmenters"
 
@@ -87,6 +98,13 @@ def register(sub) -> None:
         default=None,
         help="upper bound on each usefulness segmenter's steps, the same for all regimes (default: as above)",
     )
+    p.add_argument(
+        "--stream",
+        action="store_true",
+        help="also the 'streamed' usefulness regimes: pairs drawn fresh from the model at every step "
+        "(streamed, real+streamed, N real+streamed, streamed->N real); --mix is their share of a batch",
+    )
+    add_stream_args(p)
     p.add_argument("--cache", default=str(DEFAULT_CACHE), help=f"segmenter cache (default {DEFAULT_CACHE})")
     p.add_argument("--inception-weights", default=None, help="local Inception weights for FID (offline machines)")
     add_device_arg(p)
@@ -116,6 +134,35 @@ def register(sub) -> None:
         f"(default {SegmenterConfig.width})",
     )
     add_recipe_args(t, "this segmenter")
+    t.add_argument(
+        "--labels",
+        type=int,
+        default=None,
+        metavar="N",
+        help="train on N of the labelled train samples (drawn with --seed) instead of all of them",
+    )
+    t.add_argument(
+        "--generator",
+        default=None,
+        metavar="MODEL|CKPT",
+        help="draw fresh (image, mask) pairs from this generator at every step (a shipped model's name, an "
+        "exported .safetensors or a run/checkpoint folder): alone with --synthetic-share 1, else beside the "
+        "real labels of --data; --data's validation split still decides when to stop",
+    )
+    t.add_argument(
+        "--synthetic-share",
+        type=float,
+        default=SegmenterConfig.synthetic_share,
+        help=f"with --generator: share of each batch drawn from it (default {SegmenterConfig.synthetic_share:g}; "
+        "1: synthetic only)",
+    )
+    t.add_argument(
+        "--synthetic-first",
+        action="store_true",
+        help="with --generator: train on its pairs alone first (stopping on validation), then fine-tune on the "
+        "real labels alone",
+    )
+    add_stream_args(t)
     t.add_argument(
         "--init",
         default=None,
@@ -159,6 +206,56 @@ def add_recipe_args(p, who: str) -> None:
     )
 
 
+def add_stream_args(p) -> None:
+    """How pairs streamed from a generator teach (shared by `evaluate --stream` and `segmenter train --generator`)."""
+    p.add_argument(
+        "--truncation-range",
+        default=",".join(f"{v:g}" for v in StreamOptions.psi_range),
+        metavar="LOW,HIGH",
+        help="truncation of each streamed pair, drawn uniformly from this range "
+        f"(default {','.join(f'{v:g}' for v in StreamOptions.psi_range)}; e.g. 1,1 for none)",
+    )
+    p.add_argument(
+        "--targets",
+        choices=SYNTHETIC_TARGETS,
+        default=SegmenterConfig.synthetic_target,
+        help="how a streamed pair's mask teaches: the generator's class probabilities (soft), their argmax "
+        "(hard), the argmax weighted by the top probability (weighted), or the argmax where the top "
+        f"probability reaches --min-confidence (confident) (default {SegmenterConfig.synthetic_target})",
+    )
+    p.add_argument(
+        "--min-confidence",
+        type=float,
+        default=SegmenterConfig.min_confidence,
+        help=f"with --targets confident (default {SegmenterConfig.min_confidence:g})",
+    )
+    p.add_argument(
+        "--classes",
+        default=None,
+        metavar="NAME,...",
+        help="class-targeted sampling: ask the generator for pairs showing these classes (e.g. skirt,coat)",
+    )
+    p.add_argument(
+        "--class-rate",
+        type=float,
+        default=0.0,
+        help="with --classes: the share of streamed pairs that should show one of them (e.g. 0.5)",
+    )
+
+
+def stream_options(args, seed: int = 0) -> StreamOptions:
+    """StreamOptions from the options `add_stream_args` added."""
+    try:
+        low, high = (float(v) for v in args.truncation_range.split(","))
+    except ValueError as exc:
+        raise StylesegError(f"--truncation-range takes LOW,HIGH like 0.7,1, not '{args.truncation_range}'") from exc
+    classes = [c for c in (args.classes or "").split(",") if c]
+    rate = args.class_rate if classes else 0.0
+    if classes and not 0 < rate <= 1:
+        raise StylesegError(f"--classes needs a --class-rate in (0, 1], not {args.class_rate}")
+    return StreamOptions(psi_range=(low, high), classes=classes, class_rate=rate, seed=seed)
+
+
 def recipe(args) -> dict:
     """The options `add_recipe_args` added, as SegmenterConfig / EvalOptions fields."""
     return {"dice_weight": args.dice_weight, "repeat_threshold": args.repeat_threshold, "weight_ema": args.weight_ema}
@@ -175,7 +272,11 @@ def cmd_evaluate(args) -> int:
         low = [len(subset)] if subset is not None else [50]
     if args.seeds < 1 or not 0 <= args.mix <= 1 or (args.filter_keep is not None and not 0 < args.filter_keep <= 1):
         raise StylesegError("--seeds must be >= 1, --mix in [0, 1] and --filter-keep in (0, 1]")
+    stream = stream_options(args) if args.stream else None
     opts = EvalOptions(
+        stream=stream,
+        synthetic_target=args.targets,
+        min_confidence=args.min_confidence,
         n=args.n,
         psi=args.truncation,
         first_seed=args.first_seed,
@@ -217,43 +318,93 @@ def read_subset(path: Path) -> list[int]:
 def cmd_seg_train(args) -> int:
     device = resolve_device(args.device)
     ds = PreparedDataset(resolve_data(args.data))
-    sets = [(ds, ds.indices("train", labeled_only=True))]
+    train_idx = ds.indices("train", labeled_only=True)
+    if args.labels is not None:
+        if not 0 < args.labels <= len(train_idx):
+            raise StylesegError(f"--labels must be in 1..{len(train_idx)} ({ds.root}'s labelled train samples)")
+        train_idx = np.sort(np.random.default_rng([args.seed, args.labels]).choice(train_idx, args.labels, False))
+    sets = [(ds, train_idx)]
     for extra in args.extra:
         e = PreparedDataset(Path(extra))
         sets.append((e, np.flatnonzero(e.labeled)))  # every labeled sample of an extra set
+    if args.generator is None and (args.synthetic_first or args.classes):
+        raise StylesegError("--synthetic-first and --classes need --generator")
     cfg = SegmenterConfig(
         num_classes=ds.class_map.num_classes,
         width=args.width,
         seed=args.seed,
         max_steps=args.max_steps,
         lr=args.lr,
+        synthetic_share=args.synthetic_share,
+        synthetic_target=args.targets,
+        min_confidence=args.min_confidence,
         **recipe(args),
     )
     select = (ds, validation_halves(ds)[0])
     init = starting_point(Path(args.init), cfg) if args.init else None
+    stream = None
+    if args.generator is not None:
+        stream = PairStream(load_generator_spec(args.generator, device), stream_options(args, args.seed), device)
+        check_stream_fits(stream, ds)
+        if stream.targeter is not None:
+            print(f"class-targeted sampling: {json.dumps(stream.targeter.describe())}")
+    synthetic = stream
+    if stream is not None and args.synthetic_first:
+        pre_cfg = replace(cfg, synthetic_share=1.0)
+        print("stage 1: the generator's pairs alone")
+        pre, pre_path, pre_budget = cached_segmenter(
+            Path(args.cache), [], pre_cfg, device, select, init=None if init is None else init[:2], synthetic=stream
+        )
+        init = (pre.state_dict(), pre_path.name, {"folder": str(pre_path), "budget": pre_budget})
+        synthetic = None
+        print("stage 2: fine-tune on the real labels")
+    elif stream is not None and args.synthetic_share >= 1:
+        sets = []
     model, cached, budget = cached_segmenter(
-        Path(args.cache), sets, cfg, device, select, init=None if init is None else init[:2]
+        Path(args.cache), sets, cfg, device, select, init=None if init is None else init[:2], synthetic=synthetic
     )
     result = evaluate_segmenter(model, ds, "val", device)
-    info = {"cache": str(cached), "val": result, "budget": budget}
+    info = {"cache": str(cached), "val": result, "budget": budget, "real_train_samples": int(len(train_idx))}
+    if stream is not None:
+        info["synthetic"] = stream.describe()
     if init is not None:
         info["init"] = init[2]
         info["seconds_including_init"] = round(budget.get("seconds", 0) + (init[2]["budget"].get("seconds") or 0), 1)
         print(
-            f"started from {args.init} ({init[2]['budget'].get('steps')} steps, {init[2]['budget'].get('seconds')} s); "
-            f"both stages together: {info['seconds_including_init']} s"
+            f"started from {init[2]['folder']} ({init[2]['budget'].get('steps')} steps, "
+            f"{init[2]['budget'].get('seconds')} s); both stages together: {info['seconds_including_init']} s"
         )
     if len(ds.indices("test", labeled_only=True)):
         info["test"] = evaluate_segmenter(model, ds, "test", device)
     save_segmenter(model, cfg, Path(args.out), info)
+    generator_note = (
+        f"; generator {budget['generator_seconds']} s ({budget['generator_share_of_time']:.0%} of the time)"
+        if "generator_seconds" in budget
+        else ""
+    )
     print(
         f"segmenter: {args.out} (cache {cached}); {result['split']} mIoU {result['miou']:.3f}, "
         f"pixel accuracy {result['pixel_accuracy']:.3f} over {result['n']} images; "
-        f"{budget.get('steps')} steps (best {budget.get('best_step')}), {budget.get('seconds')} s"
+        f"{budget.get('steps')} steps (best {budget.get('best_step')}), {budget.get('seconds')} s{generator_note}"
     )
     if "test" in info:
         print(f"test mIoU {info['test']['miou']:.3f} over {info['test']['n']} images")
     return 0
+
+
+def check_stream_fits(stream, ds: PreparedDataset) -> None:
+    """The generator must draw the dataset's classes at its resolution."""
+    model = stream.model
+    if stream.class_map.classes != ds.class_map.classes:
+        raise StylesegError(
+            f"{model.path}: draws classes {list(stream.class_map.classes)}, {ds.root} has "
+            f"{list(ds.class_map.classes)}: stream from a model trained on these classes to the finest level"
+        )
+    if tuple(model.config.model.resolution) != ds.resolution:
+        raise StylesegError(
+            f"{model.path}: draws {model.config.model.resolution[0]}x{model.config.model.resolution[1]} pairs, "
+            f"{ds.root} is {ds.resolution[0]}x{ds.resolution[1]}: prepare the data at the model's resolution"
+        )
 
 
 def starting_point(folder: Path, cfg: SegmenterConfig) -> tuple[dict, str, dict]:

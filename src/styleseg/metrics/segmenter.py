@@ -8,30 +8,25 @@ reported score uses the other, *report* half, which no choice has seen. Augmenta
 keeps image and mask one picture: flips (left/right classes swapped), scale and translation
 (bilinear for images, nearest for masks, the same grid), and colour jitter on the image alone.
 
-Trained segmenters are cached under a fingerprint of (datasets, options), so evaluations reuse them.
-Everything that reads a dataset streams it in chunks: memory stays bounded whatever its size.
+This module holds the network's configuration, its files and its scores; training and the cache of
+trained segmenters live in `segmenter_train.py`. Everything that reads a dataset streams it in
+chunks: memory stays bounded whatever its size.
 """
 
 from __future__ import annotations
 
-import copy
-import fcntl
 import hashlib
 import json
-import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save_file
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from styleseg.data.balance import CHUNK, class_presence, repeat_factors
+from styleseg.data.balance import CHUNK
 from styleseg.data.store import PreparedDataset
 from styleseg.errors import CheckpointError, StylesegError
 from styleseg.metrics.segmentation import (
@@ -73,9 +68,32 @@ class SegmenterConfig:
     this threshold; 0 draws every image equally."""
     augment: bool = True
     """Flips, scale/translation and colour jitter (mask-consistent)."""
+    synthetic_share: float = 0.5
+    """With a pair stream (a generator) beside real labels: the share of each batch drawn fresh from
+    the generator. Without real labels every sample is synthetic."""
+    synthetic_target: str = "soft"
+    """How a generated pair's mask teaches: 'soft' (the generator's class probabilities as the
+    target), 'hard' (their argmax), 'weighted' (argmax, each pixel weighted by its top probability)
+    or 'confident' (argmax, pixels below min_confidence ignored)."""
+    min_confidence: float = 0.5
+    """'confident' targets: pixels whose top class probability is below this carry no loss."""
     dtype: str = "auto"
     """fp32 | bf16 | auto (bf16 on GPUs and on CPUs with bf16 instructions)."""
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.synthetic_share <= 1:
+            raise StylesegError(f"synthetic share must be in [0, 1], not {self.synthetic_share}")
+        if self.synthetic_target not in SYNTHETIC_TARGETS:
+            raise StylesegError(f"synthetic targets must be one of {SYNTHETIC_TARGETS}, not '{self.synthetic_target}'")
+        if not 0 <= self.min_confidence <= 1:
+            raise StylesegError(f"min confidence must be in [0, 1], not {self.min_confidence}")
+
+
+SYNTHETIC_TARGETS = ("soft", "hard", "weighted", "confident")
+# options that change nothing without a pair stream: left out of cache keys then, so caches made
+# before they existed stay valid
+STREAM_ONLY = ("synthetic_share", "synthetic_target", "min_confidence")
 
 
 def cpu_has_bf16() -> bool:
@@ -96,206 +114,10 @@ def _to_input(images: torch.Tensor) -> torch.Tensor:
     return images.float() / 127.5 - 1
 
 
-def _augment(x: torch.Tensor, masks: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random scale (0.8-1.25) and translation (10%), the same grid for image (bilinear) and mask
-    (nearest); then brightness, contrast and saturation on the image."""
-    b = x.shape[0]
-    scale = torch.exp(torch.empty(b).uniform_(math.log(0.8), math.log(1.25), generator=gen))
-    shift = torch.empty(b, 2).uniform_(-0.1, 0.1, generator=gen)
-    theta = torch.zeros(b, 2, 3)
-    theta[:, 0, 0] = theta[:, 1, 1] = 1 / scale
-    theta[:, :, 2] = shift * 2
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    masks = F.grid_sample(masks[:, None].float(), grid, mode="nearest", padding_mode="border", align_corners=False)
-    bright = (torch.rand(b, 1, 1, 1, generator=gen) - 0.5) * 0.4
-    contrast = 1 + (torch.rand(b, 1, 1, 1, generator=gen) - 0.5) * 0.6
-    sat = 1 + (torch.rand(b, 1, 1, 1, generator=gen) - 0.5) * 0.6
-    mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    x = (x - mean) * contrast + mean + bright
-    luma = x.mean(dim=1, keepdim=True)
-    return torch.lerp(luma, x, sat), masks[:, 0].round().long()
-
-
-def fingerprint(
-    datasets: list[tuple[PreparedDataset, np.ndarray]], cfg: SegmenterConfig, extra=None, select=None
-) -> str:
-    """Content hash of the training samples, the options, `extra` and the selection samples (a
-    dataset and indices): the same pixels, labels and classes give the same fingerprint wherever the
-    stores were prepared and whatever their folders are called. Hashed in chunks: memory stays bounded."""
-    options = asdict(cfg)
-    for name in _ADDED_LATER:  # left out when off, so caches made before they existed stay valid
-        if options[name] == 0:
-            del options[name]
-    h = hashlib.sha256(json.dumps([options, extra], sort_keys=True, default=str).encode())
-    for ds, idx in datasets:
-        _hash_samples(h, ds, np.sort(np.asarray(idx, np.int64)))
-    if select is not None:
-        h.update(b"selection")
-        _hash_samples(h, select[0], np.asarray(select[1], np.int64))
-    return h.hexdigest()[:16]
-
-
-def _hash_samples(h, ds: PreparedDataset, idx: np.ndarray) -> None:
-    h.update(json.dumps(ds.meta["classes"], sort_keys=True).encode())
-    for start in range(0, len(idx), CHUNK):
-        part = idx[start : start + CHUNK]
-        h.update(np.ascontiguousarray(ds.images[part]).tobytes())
-        h.update(np.ascontiguousarray(ds.masks[part]).tobytes())
-
-
 def validation_halves(ds: PreparedDataset, split: str = "val") -> tuple[np.ndarray, np.ndarray]:
     """(selection, report) halves of a split's labeled samples: even and odd positions."""
     idx = ds.indices(split, labeled_only=True)
     return idx[0::2], idx[1::2]
-
-
-def train_segmenter(
-    datasets: list[tuple[PreparedDataset, np.ndarray]],
-    cfg: SegmenterConfig,
-    device: torch.device,
-    select: tuple[PreparedDataset, np.ndarray] | None,
-    log=print,
-    weights: list[float] | None = None,
-    init: dict | None = None,
-) -> tuple[ResUNet, dict]:
-    """Train on the union of (dataset, sample indices), all of one resolution and class map; stop on
-    the mIoU of `select` (a dataset and indices), keeping the best weights. `weights` gives each
-    dataset's share of every batch (default: in proportion to its size); `init` a state dict to start
-    from (fine-tuning). Returns the model and its budget: steps run, best step, selection mIoU, seconds."""
-    res = {ds.resolution for ds, _ in datasets}
-    if len(res) != 1:
-        raise StylesegError(f"segmenter training sets differ in resolution: {sorted(res)}")
-    # The pool of samples as two parallel arrays: which dataset, which index in it.
-    pool_ds = np.concatenate([np.full(len(idx), d) for d, (_, idx) in enumerate(datasets)])
-    pool_idx = np.concatenate([np.asarray(idx, np.int64) for _, idx in datasets])
-    if not len(pool_idx):
-        raise StylesegError("segmenter training set is empty")
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    model = ResUNet(cfg.num_classes, cfg.width).to(device)
-    if init is not None:
-        model.load_state_dict(init)
-    pool_p = sampling_probabilities(datasets, pool_ds, cfg, weights, log)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    warmup = min(100, cfg.max_steps // 10)
-
-    def lr_at(step: int) -> float:  # linear warm-up, then cosine decay over max_steps
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(cfg.max_steps - warmup, 1)))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
-    rng = np.random.default_rng(cfg.seed)
-    autocast = autocast_for(cfg.dtype, device)
-    start = time.perf_counter()
-    best = {"miou": -1.0, "step": 0, "state": None}
-    # torch's own weight averaging; use_buffers averages batch-norm statistics along with the weights
-    averaged = (
-        AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.weight_ema), use_buffers=True)
-        if cfg.weight_ema
-        else None
-    )
-    scored = model if averaged is None else averaged.module
-    stale, step = 0, 0
-    for step in range(1, cfg.max_steps + 1):
-        model.train()
-        pick = (
-            rng.choice(len(pool_idx), cfg.batch, p=pool_p)
-            if pool_p is not None
-            else rng.integers(0, len(pool_idx), cfg.batch)
-        )
-        images, masks = _gather(datasets, pool_ds[pick], pool_idx[pick], rng.random(cfg.batch) < 0.5)
-        x, y = _to_input(images), masks.long()
-        if cfg.augment:
-            x, y = _augment(x, y, gen)
-        with autocast:
-            logits = model(x.to(device))
-        loss = F.cross_entropy(logits.float(), y.to(device))
-        if cfg.dice_weight:
-            loss = loss + cfg.dice_weight * soft_dice_loss(logits.float(), y.to(device))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        if averaged is not None:
-            averaged.update_parameters(model)
-        if select is not None and (step % cfg.eval_every == 0 or step == cfg.max_steps):
-            miou = score_segmenter(scored, select[0], select[1], device, cfg.dtype)["miou"]
-            if miou > best["miou"]:
-                best, stale = {"miou": miou, "step": step, "state": copy.deepcopy(scored.state_dict())}, 0
-            else:
-                stale += 1
-            log(
-                f"  segmenter step {step}: loss {loss.item():.3f}, selection mIoU {miou:.3f} "
-                f"(best {best['miou']:.3f} at {best['step']}; {time.perf_counter() - start:.0f} s)"
-            )
-            if stale >= cfg.patience:
-                break
-    if best["state"] is not None:
-        model.load_state_dict(best["state"])
-    elif averaged is not None:  # no validation to choose by: the average at the end
-        model.load_state_dict(scored.state_dict())
-    budget = {
-        "steps": step,
-        "best_step": best["step"] if select is not None else step,
-        "selection_miou": best["miou"] if select is not None else None,
-        "seconds": round(time.perf_counter() - start, 1),
-        "images_seen": step * cfg.batch,
-    }
-    return model.eval(), budget
-
-
-def sampling_probabilities(datasets, pool_ds: np.ndarray, cfg: SegmenterConfig, weights, log=print):
-    """Each pool entry's chance of being drawn, or None for uniform draws. `weights` gives each
-    dataset's share (spread over its samples); `cfg.repeat_threshold` then favours, within each
-    dataset, the images that show rare classes."""
-    if weights is None and not cfg.repeat_threshold:
-        return None
-    if weights is None:
-        weights = [len(idx) for _, idx in datasets]
-    if len(weights) != len(datasets) or min(weights) < 0 or sum(weights) <= 0:
-        raise StylesegError(f"segmenter batch shares {weights} do not fit {len(datasets)} training sets")
-    share = np.asarray(weights, np.float64) / sum(weights)
-    pool_p = np.zeros(len(pool_ds))
-    for d, (ds, idx) in enumerate(datasets):
-        if cfg.repeat_threshold:
-            factors = repeat_factors(class_presence(ds, idx, cfg.num_classes), cfg.repeat_threshold)
-            log(
-                f"  rare-class oversampling on {ds.root.name}: repeat factors 1 to {factors.max():.2f}, "
-                f"{(factors > 1).mean():.1%} of images above 1"
-            )
-        else:
-            factors = np.ones(len(idx))
-        pool_p[pool_ds == d] = share[d] * factors / max(factors.sum(), 1e-12)
-    return pool_p / pool_p.sum()
-
-
-def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """1 - mean soft Dice over the classes present in the batch's targets (absent classes are left
-    out: their Dice is undefined and rewarding empty predictions would say nothing)."""
-    probs = logits.softmax(1)
-    onehot = F.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2).to(probs.dtype)
-    inter = (probs * onehot).sum(dim=(0, 2, 3))
-    total = probs.sum(dim=(0, 2, 3)) + onehot.sum(dim=(0, 2, 3))
-    present = onehot.sum(dim=(0, 2, 3)) > 0
-    dice = 2 * inter[present] / total[present].clamp_min(1e-6)
-    return 1 - dice.mean()
-
-
-def _gather(datasets, which: np.ndarray, idx: np.ndarray, flips: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """Samples idx[k] of datasets[which[k]], in order, read with one batched load per dataset."""
-    images = masks = None
-    for d, (ds, _) in enumerate(datasets):
-        slots = np.flatnonzero(which == d)
-        if not len(slots):
-            continue
-        im, m = ds.load_batch(idx[slots], flips[slots])
-        if images is None:
-            images = im.new_empty((len(idx), *im.shape[1:]))
-            masks = m.new_empty((len(idx), *m.shape[1:]))
-        images[slots], masks[slots] = im, m
-    return images, masks
 
 
 @torch.no_grad()
@@ -434,41 +256,3 @@ def load_matching_segmenter(
             f"cannot {use} (needed: {wanted})"
         )
     return model, meta, SegmenterConfig(**theirs)
-
-
-def cached_segmenter(
-    cache: Path,
-    datasets,
-    cfg: SegmenterConfig,
-    device: torch.device,
-    select=None,
-    log=print,
-    weights: list[float] | None = None,
-    init: tuple[dict, str] | None = None,
-) -> tuple[ResUNet, Path, dict]:
-    """Train once per fingerprint of (datasets, config, selection set, batch shares, starting point);
-    later calls load the cached weights. `init` is (state dict, the cache key it came from).
-    Returns the model, its folder and its training budget."""
-    extra = {
-        "weights": weights,
-        "init": None if init is None else init[1],
-    }
-    folder = Path(cache) / fingerprint(datasets, cfg, extra, select)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    # One trainer per fingerprint: evaluations sharing a cache wait for each other's segmenter
-    # instead of training the same one twice.
-    with open(folder.parent / f"{folder.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if (folder / "segmenter.json").exists():
-            model, meta = load_segmenter(folder, device)
-            log(f"  reusing cached segmenter {folder}")
-            return model, folder, meta.get("budget", {})
-        init_state = None if init is None else init[0]
-        model, budget = train_segmenter(datasets, cfg, device, select, log, weights, init_state)
-        info = {
-            "datasets": [str(ds.root) for ds, _ in datasets],
-            "train_samples": int(sum(len(i) for _, i in datasets)),
-            "budget": budget,
-        }
-        save_segmenter(model, cfg, folder, info)
-    return model, folder, budget

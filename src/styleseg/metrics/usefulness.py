@@ -24,22 +24,31 @@ class Regime:
     """Pre-train on generated pairs alone, then fine-tune on the real part."""
     baseline: str | None = None
     """Regime this one is compared with, seed by seed."""
+    streamed: bool = False
+    """The generated pairs are drawn fresh at every step from the generator (styleseg.stream), not
+    read from a fixed set of written pairs."""
 
 
-def regimes(low_labels: list[int], with_generated: bool = True) -> list[Regime]:
+def regimes(low_labels: list[int], with_generated: bool = True, with_stream: bool = False) -> list[Regime]:
     """The standard set: real, generated, real+generated, and for each N: N real, N real+generated,
-    generated -> N real (pre-train, fine-tune)."""
+    generated -> N real (pre-train, fine-tune); with a stream, the same with 'streamed' pairs, and
+    streamed -> real."""
+    kinds = (["generated"] if with_generated else []) + (["streamed"] if with_stream else [])
     out = [Regime("real", "all", False)]
-    if with_generated:
+    for kind in kinds:
+        streamed = kind == "streamed"
         out += [
-            Regime("generated", None, True, baseline="real"),
-            Regime("real+generated", "all", True, baseline="real"),
+            Regime(kind, None, True, baseline="real", streamed=streamed),
+            Regime(f"real+{kind}", "all", True, baseline="real", streamed=streamed),
         ]
+        if streamed:  # pre-training costs nothing extra once the 'streamed' segmenter exists
+            out.append(Regime(f"{kind}->real", "all", True, True, baseline="real", streamed=True))
     for n in low_labels:
         out.append(Regime(f"{n} real", n, False))
-        if with_generated:
-            out.append(Regime(f"{n} real+generated", n, True, baseline=f"{n} real"))
-            out.append(Regime(f"generated->{n} real", n, True, finetune=True, baseline=f"{n} real"))
+        for kind in kinds:
+            streamed = kind == "streamed"
+            out.append(Regime(f"{n} real+{kind}", n, True, baseline=f"{n} real", streamed=streamed))
+            out.append(Regime(f"{kind}->{n} real", n, True, True, baseline=f"{n} real", streamed=streamed))
     return out
 
 

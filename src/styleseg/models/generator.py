@@ -136,21 +136,23 @@ class Generator(nn.Module):
     def styles(
         self,
         z: torch.Tensor,
-        psi: float = 1.0,
+        psi: float | torch.Tensor = 1.0,
         mix_z: torch.Tensor | None = None,
         mix_cut: int | torch.Tensor | None = None,
     ) -> torch.Tensor:
         """z (B, z_dim) -> ws (B, num_ws, w_dim), with optional style mixing and truncation. Layers from
         `mix_cut` on take mix_z's style: one cut for the batch (an int) or one per sample (a (B,) tensor;
-        a cut of num_ws mixes nothing). A tensor cut keeps a compiled graph the same whatever the cut."""
+        a cut of num_ws mixes nothing). A tensor cut keeps a compiled graph the same whatever the cut.
+        psi: one truncation for the batch, or one per sample (a (B,) tensor)."""
         ws = self.mapping(z)[:, None].repeat(1, self.num_ws, 1)
         if mix_z is not None and mix_cut is not None:
             layer = torch.arange(self.num_ws, device=ws.device)
             cut = torch.as_tensor(mix_cut, device=ws.device).reshape(-1, 1)  # (B or 1, 1)
             ws = torch.where((layer >= cut)[..., None], self.mapping(mix_z)[:, None], ws)
-        if psi != 1.0:
+        if isinstance(psi, torch.Tensor) or psi != 1.0:
             cutoff = self.cfg.truncation_cutoff or self.num_ws
-            ws[:, :cutoff] = self.w_avg.lerp(ws[:, :cutoff], psi)
+            weight = psi.to(ws).view(-1, 1, 1) if isinstance(psi, torch.Tensor) else psi
+            ws[:, :cutoff] = self.w_avg.to(ws.dtype).lerp(ws[:, :cutoff], weight)
         return ws
 
     @torch.no_grad()

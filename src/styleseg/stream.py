@@ -1,0 +1,176 @@
+"""A stream of fresh (image, mask) pairs from a trained generator, drawn on the training device at
+every step of a segmenter's training: no files, no pair seen twice, and the generator's own class
+probabilities as soft targets.
+
+Pairs are a function of the step, so a run is reproducible and resumable: pair i of step t uses
+generator seed `seed_base(t) + i`, with seed_base(t) = STREAM_SEEDS + seed * 2**48 + t * 2**32, and
+a truncation ψ drawn uniformly from `psi_range` by a hash of its seed; any pair can be drawn again
+alone with `styleseg generate --seed S --truncation ψ`. With class targeting, a share of the slots
+(chosen by their position in the run, so exactly that share) must show one of the chosen classes
+(round robin); slot i's candidates are seeds seed_base(t) + (i + 1) * 2**24 onwards, screened in
+w-space and checked on the mask (`targeting.py`).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import math
+from dataclasses import asdict, dataclass, field, replace
+
+import numpy as np
+import torch
+
+from styleseg.errors import StylesegError
+from styleseg.generate import level_class_map
+from styleseg.metrics.segmenter import autocast_for
+from styleseg.metrics.segmenter_train import SyntheticBatch
+from styleseg.models.load import LoadedGenerator
+from styleseg.sampling import seed_latents
+from styleseg.targeting import ClassTargeter, class_ids_for, shows
+from styleseg.training.randomness import mix32
+
+STREAM_SEEDS = 1 << 40
+"""First seed of streamed pairs: above the seeds `generate` and `evaluate` use by default."""
+
+
+@dataclass
+class StreamOptions:
+    psi_range: tuple[float, float] = (0.7, 1.0)
+    """Truncation ψ of each pair, drawn uniformly from this range (low, high) per pair."""
+    classes: list[str] = field(default_factory=list)
+    """Classes to ask the generator for (class-targeted sampling); empty: none."""
+    class_rate: float = 0.0
+    """Share of pairs that should show at least one of `classes` (the targeted pairs make up what
+    the generator's own rate leaves)."""
+    seed: int = 0
+    """Which block of seeds the stream draws from."""
+
+    def __post_init__(self) -> None:
+        self.psi_range = tuple(float(v) for v in self.psi_range)
+        low, high = self.psi_range
+        if not (math.isfinite(low) and math.isfinite(high) and 0 <= low <= high <= 2):
+            raise StylesegError(f"truncation range must be 0 <= low <= high <= 2, not {list(self.psi_range)}")
+        if not 0 <= self.class_rate <= 1:
+            raise StylesegError(f"class rate must be in [0, 1], not {self.class_rate}")
+        if self.class_rate > 0 and not self.classes:
+            raise StylesegError("a class rate needs classes to target (--classes)")
+
+
+def psi_for_seeds(seeds: list[int], low: float, high: float) -> torch.Tensor:
+    """(n,) ψ of each seed, uniform in [low, high] from a hash of the seed alone."""
+    u = [mix32(mix32(s & 0xFFFFFFFF) ^ (s >> 32)) / 2**32 for s in seeds]
+    return low + (high - low) * torch.tensor(u, dtype=torch.float32)
+
+
+def generator_digest(model: LoadedGenerator) -> str:
+    """sha256 of a generator's weights (tensor bytes in name order): names it in cache keys."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.G.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+class PairStream:
+    """`draw(step, n)`: n fresh pairs for training step `step` (a `SyntheticSource` for
+    `segmenter_train.train_segmenter`)."""
+
+    def __init__(self, model: LoadedGenerator, opts: StreamOptions, device: torch.device, dtype: str = "auto"):
+        self.model, self.opts, self.device = model, opts, device
+        self.G = model.G.to(device).eval().requires_grad_(False)
+        self.class_map = level_class_map(model)
+        self.autocast = autocast_for(dtype, device)
+        self.digest = generator_digest(model)
+        self.targeter: ClassTargeter | None = None
+        self.targeted_share = 0.0
+        self.pairs = self.targeted = self.syntheses = 0
+        if opts.classes and opts.class_rate > 0:
+            ids = class_ids_for(opts.classes, self.class_map.classes)
+            self.targeter = ClassTargeter(self.G, self.class_ids, self.psi_of, ids, opts.classes).fit()
+            self.targeted_share = self.targeter.targeted_share(opts.class_rate)
+
+    def reseeded(self, seed: int) -> PairStream:
+        """The same stream (generator, options, fitted targeter) drawing from another block of seeds:
+        each segmenter seed of an evaluation gets its own pairs."""
+        other = copy.copy(self)
+        other.opts = replace(self.opts, seed=seed)
+        other.pairs = other.targeted = other.syntheses = 0
+        return other
+
+    def psi_of(self, seeds: list[int]) -> torch.Tensor:
+        return psi_for_seeds(seeds, *self.opts.psi_range)
+
+    def seed_base(self, step: int) -> int:
+        return STREAM_SEEDS + (self.opts.seed << 48) + (step << 32)
+
+    def _synthesize(self, seeds: list[int]):
+        st = self.model.growth
+        z, noise = seed_latents(self.G, seeds, st.stage, self.device)
+        with torch.inference_mode():
+            ws = self.G.styles(z, self.psi_of(seeds).to(self.device))  # the mapping in fp32: it is cheap
+            with self.autocast:
+                img, seg = self.G.synthesis(ws, st.stage, st.alpha, st.seg_level, noise)
+        return img.float(), seg.float()
+
+    def class_ids(self, seeds: list[int]) -> torch.Tensor:
+        """(n, H, W) the class ids of those seeds' masks (for the targeter)."""
+        return self._synthesize(seeds)[1].argmax(1)
+
+    def slot_plan(self, step: int, n: int) -> list[int | None]:
+        """Per slot of the step: the index of the class it must show, or None (untargeted). A share
+        `targeted_share` of all slots of the run are targeted, spread evenly, classes in turn."""
+        share = self.targeted_share
+        plan = []
+        for i in range(n):
+            g = step * n + i  # the slot's position in the run
+            before = math.floor(g * share)
+            plan.append(before % len(self.opts.classes) if math.floor((g + 1) * share) > before else None)
+        return plan
+
+    def draw(self, step: int, n: int) -> SyntheticBatch:
+        base = self.seed_base(step)
+        seeds = [base + i for i in range(n)]
+        plan = self.slot_plan(step, n) if self.targeter is not None else [None] * n
+        targeted = [i for i, c in enumerate(plan) if c is not None]
+        if targeted:
+            found = self.targeter.draw([plan[i] for i in targeted], [base + ((i + 1) << 24) for i in targeted])
+            for i, seed in zip(targeted, found.seeds):
+                seeds[i] = seed
+            self.syntheses += found.syntheses
+        img, seg = self._synthesize(seeds)
+        self.pairs += n
+        self.targeted += len(targeted)
+        self.syntheses += n
+        # quantised as an 8-bit PNG of the pair would be, so streamed and written pairs teach alike
+        images = ((img * 127.5 + 128).clamp(0, 255).floor() / 127.5 - 1).clone()
+        return SyntheticBatch(images, seg.softmax(1).clone(), seeds)
+
+    def describe(self) -> dict:
+        return {
+            "generator": str(self.model.path),
+            "generator_sha256_16": self.digest,
+            "kimg": self.model.kimg,
+            **asdict(self.opts),
+            "seed_rule": "pair i of step t: seed 2**40 + seed * 2**48 + t * 2**32 + i; psi uniform in psi_range "
+            "from a hash of the seed",
+            **({"targeting": self.targeter.describe(), "targeted_share": self.targeted_share} if self.targeter else {}),
+        }
+
+    def statistics(self) -> dict:
+        """What the stream has drawn so far in this process (pairs, targeted pairs, syntheses)."""
+        return {"pairs": self.pairs, "targeted": self.targeted, "syntheses": self.syntheses}
+
+
+def rate_check(stream: PairStream, steps: int, n: int) -> dict:
+    """Draw `steps` x `n` pairs and measure the share that shows each targeted class and any of them."""
+    hits = []
+    for step in range(steps):
+        batch = stream.draw(step, n)
+        ids = stream.targeter.classes if stream.targeter else []
+        hits.append(shows(batch.probs.argmax(1), ids).numpy())
+    hits = np.concatenate(hits)
+    return {
+        "any": float(hits.any(1).mean()),
+        **{name: float(hits[:, k].mean()) for k, name in enumerate(stream.opts.classes)},
+    }

@@ -1,0 +1,140 @@
+"""Pairs streamed from a generator into segmenter training: fresh at every step, reproducible from
+their seeds, soft targets that are the generator's probabilities, class-targeted sampling at its
+rate, and a resumed streamed run that ends where an uninterrupted one does."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from styleseg.data.store import PreparedDataset
+from styleseg.metrics.segmenter import SegmenterConfig
+from styleseg.metrics.segmenter_train import segmentation_loss, synthetic_targets, train_segmenter
+from styleseg.models.load import load_generator
+from styleseg.sampling import synthesize
+from styleseg.stream import PairStream, StreamOptions, psi_for_seeds, rate_check
+from styleseg.targeting import shows
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture
+def model(checkpoint):
+    return load_generator(checkpoint, CPU)
+
+
+def test_streamed_batches_are_new_at_every_step_and_regenerate_from_their_seeds(model):
+    stream = PairStream(model, StreamOptions(psi_range=(0.5, 1.0), seed=3), CPU, dtype="fp32")
+    first, again, second = stream.draw(0, 4), stream.draw(0, 4), stream.draw(1, 4)
+    assert torch.equal(first.images, again.images) and first.seeds == again.seeds
+    assert not set(first.seeds) & set(second.seeds)
+    assert not torch.allclose(first.images, second.images)
+    assert len(set(first.seeds)) == 4
+    # each pair is the pair `generate` would write for its seed and truncation
+    psis = psi_for_seeds(first.seeds, 0.5, 1.0)
+    assert 0.5 <= float(psis.min()) and float(psis.max()) <= 1.0 and len(set(psis.tolist())) == 4
+    st = model.growth
+    for k, seed in enumerate(first.seeds):
+        out = synthesize(model.G, [seed], st.stage, st.alpha, st.seg_level, float(psis[k]), CPU)
+        image = (out.img * 127.5 + 128).clamp(0, 255).floor() / 127.5 - 1
+        torch.testing.assert_close(first.images[k : k + 1], image, atol=1e-5, rtol=0)
+        # soft targets are the generator's own class probabilities
+        torch.testing.assert_close(first.probs[k : k + 1], out.seg.softmax(1), atol=1e-5, rtol=0)
+
+
+def test_synthetic_targets_and_the_loss_they_give():
+    probs = torch.tensor([[0.7, 0.2, 0.1], [0.4, 0.35, 0.25]]).T.reshape(1, 3, 1, 2)  # two pixels
+    soft, weight = synthetic_targets(probs, "soft", 0.5)
+    assert soft is probs and weight is None
+    hard, weight = synthetic_targets(probs, "hard", 0.5)
+    assert hard.tolist() == [[[0, 0]]] and weight is None
+    _, weight = synthetic_targets(probs, "weighted", 0.5)
+    assert torch.allclose(weight, torch.tensor([[[0.7, 0.4]]]))
+    _, weight = synthetic_targets(probs, "confident", 0.5)
+    assert weight.tolist() == [[[1.0, 0.0]]]
+    logits = torch.randn(1, 3, 1, 2)
+    want = -(probs * logits.log_softmax(1)).sum(1).mean()
+    assert torch.allclose(segmentation_loss(logits, None, probs), want)
+    # a real row with a label and a synthetic row with a confidence cut: the cut pixel carries no loss
+    logits2 = torch.randn(2, 3, 1, 2)
+    labels = torch.tensor([[[2, 1]]])
+    hard, weight = synthetic_targets(probs, "confident", 0.5)
+    ce = torch.nn.functional.cross_entropy(logits2, torch.cat([labels, hard]), reduction="none")
+    want = (ce[0].sum() + ce[1, 0, 0]) / 3
+    assert torch.allclose(segmentation_loss(logits2, labels, hard, weight), want)
+
+
+def test_class_targeted_sampling_reaches_its_rate(model):
+    # The tiny run's generator draws only two classes; a random segmentation head draws each class
+    # at its own rate, from always to almost never.
+    torch.manual_seed(0)
+    st = model.growth
+    with torch.no_grad():
+        for p in model.G.heads[st.stage].seg[st.seg_level].parameters():
+            p.normal_(0, 1)
+    names = list(model.class_map.classes)
+    base = PairStream(model, StreamOptions(), CPU, dtype="fp32")
+    seen = shows(base._synthesize(list(range(512)))[1].argmax(1), range(1, len(names))).float().mean(0)
+    # a class the generator draws now and then, neither often nor never
+    target = next(names[c + 1] for c in torch.argsort((seen - 0.15).abs()).tolist() if 0.05 < seen[c] < 0.4)
+    stream = PairStream(model, StreamOptions(classes=[target], class_rate=0.6), CPU, dtype="fp32")
+    assert stream.targeter.any_rate < 0.5 and 0 < stream.targeted_share < 1
+    measured = rate_check(stream, steps=40, n=8)
+    assert abs(measured[target] - 0.6) < 0.08, measured
+    plain = rate_check(PairStream(model, StreamOptions(), CPU, dtype="fp32"), steps=10, n=8)
+    assert plain["any"] == 0  # no classes targeted: nothing is counted
+
+
+def test_segmenter_trains_on_a_stream_alone_and_records_the_generator_time(model, prepared_tiny):
+    ds = PreparedDataset(prepared_tiny)
+    cfg = SegmenterConfig(num_classes=ds.class_map.num_classes, width=4, max_steps=6, batch=4, dtype="fp32")
+    stream = PairStream(model, StreamOptions(), CPU, dtype="fp32")
+    seen = []
+    draw = stream.draw
+    stream.draw = lambda step, n: seen.append((step, n)) or draw(step, n)
+    _, budget = train_segmenter([], cfg, CPU, None, log=lambda *_: None, synthetic=stream)
+    assert seen == [(step, 4) for step in range(1, 7)]
+    assert budget["synthetic_pairs_seen"] == 24 and 0 < budget["generator_share_of_time"] < 1
+
+
+@pytest.mark.slow
+def test_resumed_streamed_run_ends_with_the_weights_of_an_uninterrupted_one(checkpoint, prepared_tiny, tmp_path):
+    """SIGKILL after the first periodic checkpoint, run the same command again: same weights."""
+    argv = [sys.executable, "-m", "styleseg", "segmenter", "train", "--data", str(prepared_tiny)]
+    argv += ["--generator", str(checkpoint), "--labels", "8", "--width", "4", "--max-steps", "300"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+    def run(out, cache):
+        return [*argv, "--out", str(out), "--cache", str(cache)]
+
+    subprocess.run(run(tmp_path / "whole", tmp_path / "c1"), check=True, env=env, capture_output=True)
+    proc = subprocess.Popen(run(tmp_path / "cut", tmp_path / "c2"), env=env, stdout=subprocess.PIPE)
+    deadline = time.time() + 300
+    while not list((tmp_path / "c2").glob("*.partial/state.pt")):
+        assert proc.poll() is None and time.time() < deadline, "no checkpoint before the run ended"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "cut").exists()
+    done = subprocess.run(run(tmp_path / "cut", tmp_path / "c2"), check=True, env=env, capture_output=True, text=True)
+    assert "resumed segmenter training at step" in done.stdout
+    whole, cut = (load_file(tmp_path / d / "segmenter.safetensors") for d in ("whole", "cut"))
+    assert set(whole) == set(cut)
+    for name in whole:
+        assert torch.equal(whole[name], cut[name]), name
+    assert not list((tmp_path / "c2").glob("*.partial"))  # removed once the segmenter is complete
+
+
+def test_stream_options_refuse_nonsense():
+    from styleseg.errors import StylesegError
+
+    for bad in ({"psi_range": (1.0, 0.5)}, {"psi_range": (float("nan"), 1)}, {"class_rate": 0.5}):
+        with pytest.raises(StylesegError):
+            StreamOptions(**bad)
+    assert np.isclose(StreamOptions(psi_range=[0.5, 1]).psi_range[0], 0.5)
