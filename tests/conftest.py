@@ -114,6 +114,51 @@ def make_paired(root: Path, n: int, size=(48, 32), seed: int = 0, palette_masks:
     return root
 
 
+def make_coco(root: Path, annotations=None, categories=None) -> Path:
+    """A COCO dataset: two 40x30 photos, a dress polygon with a belt on it, and an RLE dress."""
+    from pycocotools import mask as mask_utils
+
+    (root / "images").mkdir(parents=True)
+    (root / "annotations").mkdir()
+    Image.fromarray(np.full((40, 30, 3), 128, np.uint8)).save(root / "images" / "a.jpg")
+    Image.fromarray(np.full((40, 30, 3), 90, np.uint8)).save(root / "images" / "b.jpg")
+    # an RLE of rows 30..39 (the bottom quarter) for image b
+    bottom = np.zeros((40, 30), np.uint8, order="F")
+    bottom[30:] = 1
+    rle = mask_utils.encode(bottom)
+    rle["counts"] = rle["counts"].decode()
+    data = {
+        "images": [
+            {"id": 1, "file_name": "a.jpg", "height": 40, "width": 30},
+            {"id": 2, "file_name": "b.jpg", "height": 40, "width": 30},
+        ],
+        "categories": categories or [{"id": 3, "name": "dress"}, {"id": 7, "name": "belt"}],
+        "annotations": annotations
+        or [
+            # a large dress polygon and a small belt inside it; the belt (smaller) must win
+            {
+                "id": 1,
+                "image_id": 1,
+                "category_id": 3,
+                "area": 400.0,
+                "iscrowd": 0,
+                "segmentation": [[5, 5, 25, 5, 25, 35, 5, 35]],
+            },
+            {
+                "id": 2,
+                "image_id": 1,
+                "category_id": 7,
+                "area": 40.0,
+                "iscrowd": 0,
+                "segmentation": [[5, 18, 25, 18, 25, 20, 5, 20]],
+            },
+            {"id": 3, "image_id": 2, "category_id": 3, "area": 300.0, "iscrowd": 1, "segmentation": rle},
+        ],
+    }
+    (root / "annotations" / "instances_train.json").write_text(json.dumps(data))
+    return root
+
+
 def save_label_png(mask: np.ndarray, path: Path, palette: bool = True) -> None:
     """A single-channel ('L') or palette ('P') PNG of label ids."""
     im = Image.fromarray(mask)
@@ -199,7 +244,7 @@ def checkpoint(prepared_tiny, tmp_path_factory) -> Path:
     heads: after a few dozen steps their random projections still give varied masks (some with a
     person, some without), which the filter tests need. Read it, never write into it."""
     from styleseg.cli.main import main
-    from styleseg.training.checkpoint import list_checkpoints
+    from styleseg.models.weights import list_checkpoints
 
     out = tmp_path_factory.mktemp("trained")
     argv = ["train", "--data", str(prepared_tiny), "--out", str(out), "--preset", TINY, "--no-progress"]

@@ -14,11 +14,11 @@ import torch
 from safetensors.torch import load_file
 
 from styleseg.data.store import PreparedDataset
-from styleseg.metrics.segmenter import SegmenterConfig
 from styleseg.metrics.segmenter_train import segmentation_loss, synthetic_targets, train_segmenter
 from styleseg.models.load import load_generator
+from styleseg.options import SegmenterConfig, StreamOptions
 from styleseg.sampling import synthesize
-from styleseg.stream import PairStream, StreamOptions, psi_for_seeds, rate_check
+from styleseg.stream import PairStream, psi_for_seeds, rate_check
 from styleseg.targeting import shows
 
 CPU = torch.device("cpu")

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from styleseg.config import TrainConfig
-from styleseg.data.store import PreparedDataset
+from styleseg.data.store import PreparedDataset, write_store
 from styleseg.sampling import seed_latents
 from styleseg.training.compiled import compiled_graphs
 from styleseg.training.loop import Trainer
@@ -121,27 +121,14 @@ def measure_peak(device: torch.device) -> dict:
 
 def synthetic_store(cfg: TrainConfig, class_map_name: str, folder: Path, n: int = 512) -> PreparedDataset:
     """A prepared store of random pixels at the model resolution (speed does not depend on content)."""
-    import json
-
     from styleseg.data.classes import get_class_map
-    from styleseg.data.prepare import FORMAT_VERSION
 
     h, w = cfg.model.resolution
     cm = get_class_map(class_map_name)
     rng = np.random.default_rng(0)
-    np.save(folder / "images.npy", rng.integers(0, 256, (n, h, w, 3), dtype=np.uint8))
-    np.save(folder / "masks.npy", rng.integers(0, cm.num_classes, (n, h, w), dtype=np.uint8))
-    np.save(folder / "labeled.npy", np.ones(n, bool))
-    np.save(folder / "split.npy", np.zeros(n, np.uint8))
-    (folder / "ids.json").write_text(json.dumps([str(i) for i in range(n)]))
-    meta = {
-        "format_version": FORMAT_VERSION,
-        "resolution": [h, w],
-        "classes": cm.to_json(),
-        "source": {"path": "synthetic", "layout": "random"},
-    }
-    (folder / "dataset.json").write_text(json.dumps(meta))
-    return PreparedDataset(folder)
+    images = rng.integers(0, 256, (n, h, w, 3), dtype=np.uint8)
+    masks = rng.integers(0, cm.num_classes, (n, h, w), dtype=np.uint8)
+    return write_store(folder, images, masks, cm, source={"path": "synthetic", "layout": "random"})
 
 
 def final_stage_config(cfg: TrainConfig, batch: int | None) -> TrainConfig:
@@ -194,11 +181,11 @@ def run_bench(
         train_flops = (flops_r1 + (interval - 1) * flops_plain) / interval
 
         st = trainer.growth()
-        G = trainer.G_ema
+        G = trainer.nets.G_ema
         z, noise = seed_latents(G, list(range(batch)), st.stage, device)
 
         def gen():
-            with torch.no_grad(), trainer.autocast:
+            with torch.no_grad(), trainer.loss.autocast:
                 G.synthesis(G.styles(z), st.stage, 1.0, st.seg_level, noise)
 
         gen_seconds = _time(gen, device, steps)
@@ -259,11 +246,11 @@ def count_step_flops(cfg: TrainConfig, device: torch.device, data: PreparedDatas
         interval = max(cfg.optim.r1_interval, 1)
         mean = (with_r1 + (interval - 1) * without_r1) / interval
         st = trainer.growth()
-        z, noise = seed_latents(trainer.G_ema, list(range(batch)), st.stage, device)
+        z, noise = seed_latents(trainer.nets.G_ema, list(range(batch)), st.stage, device)
 
         def gen():
             with torch.no_grad():
-                trainer.G_ema.synthesis(trainer.G_ema.styles(z), st.stage, 1.0, st.seg_level, noise)
+                trainer.nets.G_ema.synthesis(trainer.nets.G_ema.styles(z), st.stage, 1.0, st.seg_level, noise)
 
         gen_flops = count_flops(gen) / batch
     return {

@@ -17,6 +17,7 @@ import scipy.stats
 
 from styleseg.errors import StylesegError
 from styleseg.report import interval_bounds
+from styleseg.viz import figure_img_tag
 
 
 def load_metrics(folder: Path) -> dict:
@@ -113,8 +114,6 @@ def plot_usefulness(metrics: list[dict], labels: list[str]) -> str:
         import matplotlib.pyplot as plt
     except ImportError:
         return ""
-    import base64
-    import io
 
     names = [n for n in metrics[0]["usefulness"] if all(n in m["usefulness"] for m in metrics)]
     fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(names)), 3.6))
@@ -133,7 +132,4 @@ def plot_usefulness(metrics: list[dict], labels: list[str]) -> str:
     ax.set_ylabel("segmenter mIoU (val)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    return f'<img alt="usefulness" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+    return figure_img_tag(fig, "usefulness")

@@ -47,7 +47,7 @@ class ModelConfig:
     head_init_scale: float = 0.1
     """Initial size of G's output-head weights relative to the equalized-lr init. 1.0 (as in StyleGAN)
     starts every stage with saturated colour noise that takes thousands of steps to unlearn; 0.1
-    starts from flat grey and reaches real colour statistics within a short run; see README, "Training notes"."""
+    starts from flat grey (measured in docs/results.md, "Why the output heads start small")."""
     mbstd_group: int = 4
     """Group size of the minibatch standard deviation layer in D."""
     w_avg_beta: float = 0.995
@@ -236,9 +236,8 @@ class DataConfig:
     repeat_threshold: float = 0.0
     """Rare-class oversampling (LVIS repeat-factor sampling): each labelled train sample is drawn
     max(1, sqrt(t / f_c)) times as often, f_c the share of labelled samples showing its rarest class
-    c. Teaches rare classes; it may also shift the class frequency the model learns (on VITON at
-    t = 0.3 the measured shift went the other way: closer to the real one). 0: every sample once
-    per epoch."""
+    c. Teaches rare classes; it may also shift the class frequency the model learns (measured in
+    docs/results.md). 0: every sample once per epoch."""
 
     def __post_init__(self) -> None:
         if self.max_labeled is not None and not (
@@ -397,3 +396,60 @@ def build_config(preset: str, overrides: list[str] | None = None) -> TrainConfig
 
 def config_from_json(data: dict) -> TrainConfig:
     return from_dict(TrainConfig, data)
+
+
+def base_shape_for(resolution: tuple[int, int]) -> tuple[int, int]:
+    """The smallest H x W the generator can start from and double up to `resolution`: halve both sides
+    while both are even and the result keeps at least 2 x 3 pixels (64x48 -> 4x3, 96x64 -> 3x2,
+    128x128 -> 4x4)."""
+    h, w = resolution
+    while h % 2 == 0 and w % 2 == 0 and min(h, w) // 2 >= 2 and max(h, w) // 2 >= 3:
+        h, w = h // 2, w // 2
+    return h, w
+
+
+def data_recipe(resolution: tuple[int, int], num_levels: int, train_photos: int, labeled: int) -> dict:
+    """A preset (as `load_preset` returns one) for a dataset nobody wrote one for, from what the data
+    says: the resolution and aspect it was prepared at, how many class levels its class map has
+    (class splits only where there are coarse levels, else one segmentation event), and how many
+    photos it has. A growth phase lasts 8 kimg x sqrt(photos / 12,800), between 0.25 and 8 kimg
+    (12,800 VITON photos: 8 kimg as in the viton64 preset; 500 photos: 1.6 kimg, three epochs),
+    at viton64's widths and learning rates; segmentation starts at 2.5 phases, each class split
+    1.5 phases later; training ends 12 phases after the last stage has faded in."""
+    base = base_shape_for(resolution)
+    stages = int(math.log2(resolution[0] // base[0])) + 1
+    phase = min(8.0, max(0.25, round(8 * math.sqrt(train_photos / 12800) * 20) / 20))
+    seg_start = round(2.5 * phase, 3)
+    splits = [round(seg_start + 1.5 * phase * (j + 1), 3) for j in range(num_levels - 1)] if labeled else []
+    growth_end = phase * (2 * stages - 2)
+    lr = [0.005] * max(stages - 2, 0) + [0.004, 0.003][-min(stages, 2) :]
+    return {
+        "preset": "auto",
+        "model": {
+            "resolution": list(resolution),
+            "base_shape": list(base),
+            "z_dim": 128,
+            "w_dim": 128,
+            "mapping_layers": 4,
+            "mapping_lr_mul": 0.1,
+            "channel_base": 32 << (stages - 1),
+            "channel_max": 128,
+            "channel_min": 32,
+        },
+        "schedule": {
+            "stable_kimg": phase,
+            "fade_kimg": phase,
+            "seg_start_kimg": seg_start if labeled else None,
+            "seg_fade_kimg": round(phase / 2, 3),
+            "class_split_kimg": splits,
+            "total_kimg": round(max(growth_end, splits[-1] if splits else 0.0) + 12 * phase, 3),
+        },
+        "optim": {"batch": [32], "lr": lr, "r1_gamma": 0.2, "ema_kimg": min(5.0, phase)},
+        "augment": {"adjust_kimg": min(100.0, max(10.0, round(train_photos / 128)))},
+        "masks": {"mismatch_share": 0.25 if labeled >= 8 else 0.0, "mismatch": "shuffle"},
+        "data": {"repeat_threshold": 0.3 if labeled else 0.0},
+        "dtype": "auto",
+        "channels_last": True,
+        "snapshot_kimg": phase,
+        "checkpoint_kimg": round(2 * phase, 3),
+    }

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +33,8 @@ import torch.nn.functional as F
 from styleseg.data.prepare import prepare_dataset
 from styleseg.data.store import PreparedDataset
 from styleseg.errors import StylesegError
-from styleseg.generate import GenerateOptions, generate_dataset
+from styleseg.generate import generate_dataset
+from styleseg.jsonio import write_json
 from styleseg.metrics.distribution import js_divergence, kernel_inception_distance, reduced_frechet
 from styleseg.metrics.labels import LabelStatistics
 from styleseg.metrics.segmentation import (
@@ -47,7 +48,6 @@ from styleseg.metrics.segmentation import (
 )
 from styleseg.metrics.segmenter import (
     CHUNK,
-    SegmenterConfig,
     embed_store,
     evaluate_segmenter,
     evaluate_segmenter_samples,
@@ -59,73 +59,11 @@ from styleseg.metrics.segmenter import (
 from styleseg.metrics.segmenter_train import cached_segmenter
 from styleseg.metrics.usefulness import Regime, paired_difference, regimes, summarize, verdict
 from styleseg.models.load import LoadedGenerator
+from styleseg.options import EvalOptions, GenerateOptions
 from styleseg.report import agreement_text, interval_note, seed_range, seeds_text, write_report
-from styleseg.stream import PairStream, StreamOptions
+from styleseg.stream import PairStream
 
 EVALUATE_VERSION = 3  # recorded in metrics.json: which instrument produced the figures
-
-
-@dataclass
-class EvalOptions:
-    n: int = 1000
-    """Generated pairs (the amount of generated training data in the usefulness regimes)."""
-    psi: float = 1.0
-    """Truncation of the generated pairs."""
-    first_seed: int = 0
-    """Generated pair k uses seed first_seed + k: pick a checkpoint on one block of seeds, then report
-    it on another, so the reported figure is not the maximum of several noisy draws."""
-    seeds: int = 3
-    """Segmenter seeds per usefulness regime (at least 3 for an interval worth reading)."""
-    low_labels: list[int] = field(default_factory=lambda: [50])
-    """The N of the 'N real' regimes."""
-    mix: float = 0.5
-    """Fraction of each batch drawn from generated pairs when real and generated data are combined."""
-    filter_keep: float | None = None
-    """Also run the generated regimes on the best-agreeing fraction of generated pairs."""
-    regimes: list[str] | None = None
-    """Only these usefulness regimes (names as printed); None: all; []: none (agreement, realism and
-    label statistics only: minutes instead of hours, to compare checkpoints quickly)."""
-    reference: str | None = None
-    """A segmenter folder written by `segmenter train` to use as the reference instead of training
-    one (e.g. one fine-tuned at this resolution from a half-resolution start); its ceiling is still
-    measured here, on this dataset's validation report half."""
-    segmenter_width: int = 24
-    segmenter_max_steps: int = 3000
-    """Upper bound on the reference segmenter's steps (it stops earlier, on validation)."""
-    usefulness_max_steps: int | None = None
-    """Upper bound on each usefulness segmenter's steps (default: segmenter_max_steps); the same for
-    every regime, so regimes stay comparable."""
-    dice_weight: float = 0.0
-    """Soft Dice weight of every segmenter trained here (reference and usefulness)."""
-    repeat_threshold: float = 0.0
-    """Rare-class oversampling of every segmenter trained here (see SegmenterConfig)."""
-    weight_ema: float = 0.0
-    """Weight averaging of every segmenter trained here (see SegmenterConfig)."""
-    inception_weights: str | None = None
-    real_subset: list[int] | None = None
-    """Fixed real samples for the 'N real' regimes (N = their count), the same for every seed: e.g.
-    the labels a run kept under a label budget. None: N samples drawn per seed."""
-    stream: StreamOptions | None = None
-    """With it, the 'streamed' regimes too: pairs drawn fresh from the model at every step."""
-    synthetic_target: str = "soft"
-    """How streamed pairs teach: soft | hard | weighted | confident (see SegmenterConfig)."""
-    min_confidence: float = 0.5
-    """'confident' targets: the top probability below which a pixel carries no loss."""
-
-    def segmenter_config(self, num_classes: int, max_steps: int, seed: int = 0) -> SegmenterConfig:
-        """The configuration of every segmenter trained here: the same recipe, its own step bound and seed."""
-        return SegmenterConfig(
-            num_classes=num_classes,
-            width=self.segmenter_width,
-            max_steps=max_steps,
-            seed=seed,
-            dice_weight=self.dice_weight,
-            repeat_threshold=self.repeat_threshold,
-            weight_ema=self.weight_ema,
-            synthetic_share=self.mix,
-            synthetic_target=self.synthetic_target,
-            min_confidence=self.min_confidence,
-        )
 
 
 def mask_layout(masks: np.ndarray, num_classes: int) -> np.ndarray:
@@ -178,7 +116,7 @@ def generated_store(
     if marker.exists() and json.loads(marker.read_text()) != source:
         shutil.rmtree(gen_dir, ignore_errors=True)  # samples of another checkpoint or setting must not be reused
         shutil.rmtree(gen_store, ignore_errors=True)
-    marker.write_text(json.dumps(source))
+    write_json(marker, source)
     log(f"generating {pairs.n} pairs ({seeds_text(pairs.seed, pairs.n)})")
     generate_dataset(model, gen_dir, pairs, device)
     if not (gen_store / "dataset.json").exists():
@@ -377,19 +315,10 @@ def evaluate(
     model: LoadedGenerator, data: Path, out: Path, opts: EvalOptions, device: torch.device, cache: Path, log=print
 ) -> dict:
     start = time.perf_counter()
-    out.mkdir(parents=True, exist_ok=True)
     ds = PreparedDataset(data)
-    if model.level is None or model.level.num_classes != ds.class_map.num_classes:
-        raise StylesegError(
-            f"{model.path}: the model emits {model.level.num_classes if model.level else 0} classes; "
-            f"{ds.root} has {ds.class_map.num_classes}: evaluate a model trained to the finest level"
-        )
-    if tuple(model.config.model.resolution) != ds.resolution:
-        raise StylesegError(
-            f"{model.path}: model resolution {list(model.config.model.resolution)} differs from the "
-            f"dataset's {list(ds.resolution)}; prepare the data at the model resolution"
-        )
+    check_fits(model, ds)
     check_real_subset(ds, opts)  # before any training, so a wrong subset costs nothing
+    out.mkdir(parents=True, exist_ok=True)
     names = ds.class_map.classes
     select = (ds, validation_halves(ds)[0])
     if opts.reference is not None:
@@ -465,9 +394,40 @@ def evaluate(
         "labels": labels,
         "seconds": round(time.perf_counter() - start, 1),
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_json(out / "metrics.json", metrics)
     write_report(metrics, out / "report.html", gen, ds, extents)
     return metrics
+
+
+def check_fits(model: LoadedGenerator, ds: PreparedDataset) -> None:
+    """Refuse, before any work, data the model cannot be measured on: other classes, another
+    resolution, or a validation split too small to both choose (selection half) and report."""
+    drawn = None if model.level is None else list(model.level.names)
+    if drawn is None:
+        raise StylesegError(f"{model.path}: this model draws no masks yet (trained on images only)")
+    if drawn != list(ds.class_map.classes):
+        if len(drawn) == ds.class_map.num_classes:
+            raise StylesegError(
+                f"{ds.root}: its classes {list(ds.class_map.classes)} are not the model's {drawn} (same number, "
+                f"other names or order): prepare the data with the model's class map (--classes {model.class_map.name})"
+            )
+        raise StylesegError(
+            f"{ds.root}: has {ds.class_map.num_classes} classes ({ds.class_map.name}), the model draws {len(drawn)} "
+            f"({model.class_map.name}): prepare the data with the model's class map (--classes {model.class_map.name})"
+        )
+    if tuple(model.config.model.resolution) != ds.resolution:
+        h, w = model.config.model.resolution
+        raise StylesegError(
+            f"{ds.root}: prepared at {ds.resolution[0]}x{ds.resolution[1]}, the model draws {h}x{w}: "
+            f"prepare the data with --resolution {h}x{w}"
+        )
+    selection, report = validation_halves(ds)
+    if len(selection) == 0 or len(report) == 0:
+        raise StylesegError(
+            f"{ds.root}: its validation split has {len(selection) + len(report)} labelled sample(s); evaluation needs "
+            "at least 2 (one half chooses the segmenter's weights, the other reports): add labelled val samples "
+            "(splits/val.txt) or prepare a dataset with more"
+        )
 
 
 def given_reference(folder: Path, num_classes: int, device: torch.device, log=print):

@@ -5,9 +5,12 @@
     overlays/NNNNNN.png optional
     classes.json        the class table (the layout `styleseg prepare` reads back)
     manifest.jsonl      one line per seed: name, seed, psi, kept, per-class pixel fractions
+    generation.json     what decides which pairs the folder holds: the generator (its weights'
+                        digest), seed, truncation, filters and class targeting
 
 NNNNNN is the sample's seed; each sample is a pure function of (checkpoint, seed, psi), so a run can
-be interrupted and continued, and any sample regenerated alone. PNG encoding happens on writer
+be interrupted and continued, and any sample regenerated alone. Continuing a folder made with other
+options would mix two generations: it is refused (`force` starts the folder over). PNG encoding happens on writer
 threads while the next batch is generated.
 """
 
@@ -15,9 +18,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,35 +29,12 @@ from PIL import Image
 
 from styleseg.data.classes import ClassMap, write_classes_json
 from styleseg.errors import StylesegError
-from styleseg.models.load import LoadedGenerator
+from styleseg.jsonio import write_json
+from styleseg.models.load import LoadedGenerator, generator_digest
+from styleseg.options import GenerateOptions
 from styleseg.sampling import synthesize, to_class_ids, to_uint8_images
+from styleseg.targeting import ClassTargeter, class_ids_for, targeted_slot
 from styleseg.viz import overlay
-
-
-@dataclass
-class GenerateOptions:
-    n: int
-    """Number of kept samples wanted."""
-    seed: int = 0
-    """First seed; sample k uses seed + k."""
-    psi: float = 1.0
-    """Truncation ψ."""
-    batch: int = 32
-    overlays: bool = False
-    min_person_fraction: float = 0.0
-    """Drop samples whose non-background area is below this fraction (0 keeps all)."""
-    require_person: bool = False
-    """Drop samples whose mask has no person pixel at all."""
-    min_confidence: float = 0.0
-    """Drop samples whose mean per-pixel class confidence (the generator's top softmax probability) is
-    below this: the generator's own uncertainty, as DatasetGAN filters by it."""
-    filter_segmenter: object | None = None
-    """A reference segmenter (metrics.segmenter.load_segmenter) for `min_agreement`."""
-    min_agreement: float = 0.0
-    """Drop samples whose mask agrees with the segmenter's prediction on the image below this mIoU."""
-    write: bool = True
-    """False only generates (for benchmarking the generator alone)."""
-    threads: int = 2
 
 
 def level_class_map(model: LoadedGenerator) -> ClassMap:
@@ -87,25 +67,65 @@ def _read_manifest(path: Path) -> dict[int, dict]:
     return done
 
 
+GENERATED = ("images", "masks", "overlays", "manifest.jsonl", "classes.json", "generation.json")
+"""What a generation writes into its folder (and `force` removes)."""
+
+
+def check_continuation(out: Path, record: dict, force: bool = False) -> None:
+    """Refuse to add to a folder that holds another generation (other options, or files without a
+    record of how they were made); with `force`, remove what a generation wrote there instead."""
+    out = Path(out)
+    present = [name for name in GENERATED if (out / name).exists()]
+    if not present:
+        return
+    if force:
+        for name in present:
+            path = out / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        return
+    path = out / "generation.json"
+    if not path.exists():
+        raise StylesegError(
+            f"{out}: holds {', '.join(present)} but no generation.json (not written by this version of "
+            "`styleseg generate`): choose a new --out, or pass --force to start the folder over"
+        )
+    try:
+        before = json.loads(path.read_text())
+    except ValueError as exc:
+        raise StylesegError(f"{path}: corrupt ({exc}); pass --force to start the folder over") from exc
+    changed = [f"{k} {before.get(k)!r} there, {v!r} now" for k, v in record.items() if before.get(k) != v]
+    if changed:
+        raise StylesegError(
+            f"{out}: holds pairs generated with other options ({'; '.join(changed)}): continuing would mix two "
+            "generations; choose a new --out, or pass --force to start the folder over"
+        )
+
+
 def generate_dataset(
     model: LoadedGenerator,
     out: Path,
     opts: GenerateOptions,
     device: torch.device,
     progress: Callable[[int, int], None] | None = None,
+    force: bool = False,
 ) -> dict:
-    """Generate until `opts.n` samples are kept; returns counts. Continues an interrupted run in `out`."""
+    """Generate until `opts.n` samples are kept; returns counts. Continues an interrupted run in `out`
+    made with the same options; refuses one made with others (or, with `force`, starts over)."""
     class_map = level_class_map(model)
     palette = [c for color in class_map.palette for c in color] + [0] * (768 - 3 * len(class_map.palette))
     overlay_palette = class_map.palette if opts.overlays else None
     out = Path(out)
+    record = {"model": str(model.path), "generator_sha256_16": generator_digest(model), **opts.record()}
+    targeter = _targeter(model, class_map, opts, device)
     if opts.write:
+        check_continuation(out, record, force)
         for sub in ["images", "masks"] + (["overlays"] if opts.overlays else []):
             (out / sub).mkdir(parents=True, exist_ok=True)
         classes_path = out / "classes.json"
         if classes_path.exists() and json.loads(classes_path.read_text()) != class_map.to_json():
             raise StylesegError(f"{classes_path}: {out} holds samples of another class map; choose a new --out")
         write_classes_json(class_map, classes_path)
+        write_json(out / "generation.json", record)
     manifest_path = out / "manifest.jsonl"
     done = _read_manifest(manifest_path) if opts.write else {}
     for seed, record in done.items():
@@ -125,10 +145,18 @@ def generate_dataset(
                     f"the filters dropped {dropped} samples for {kept} kept; relax --min-person-fraction, "
                     f"--require-person, --min-confidence or --min-agreement (or check the model)"
                 )
-            seeds = []
+            seeds, targets = [], []
             while len(seeds) < min(opts.batch, opts.n - kept):
+                slot = kept + dropped + len(seeds)  # the slot's position in the generation
+                wanted = targeted_slot(slot, targeter[1], len(opts.classes)) if targeter else None
+                if wanted is not None:  # a seed whose mask shows the class, from the slot's own block
+                    found = targeter[0].draw([wanted], [opts.seed + TARGETED_SEEDS + (slot << 20)])
+                    seeds.append(found.seeds[0])
+                    targets.append(opts.classes[wanted])
+                    continue
                 if next_seed not in done:
                     seeds.append(next_seed)
+                    targets.append(None)
                 next_seed += 1
             with torch.no_grad():
                 out_t = synthesize(model.G, seeds, st.stage, st.alpha, st.seg_level, opts.psi, device)
@@ -150,6 +178,7 @@ def generate_dataset(
                         "seed": seed,
                         "psi": opts.psi,
                         "kept": bool(keep),
+                        **({"targeted": targets[i]} if targets[i] else {}),
                         "person_fraction": round(float(person), 6),
                         "confidence": round(float(confidence[i]), 6),
                         **({"agreement": round(float(agreement[i]), 6)} if agreement is not None else {}),
@@ -173,6 +202,26 @@ def generate_dataset(
         if manifest:
             manifest.close()
     return {"kept": kept, "dropped": dropped, "resumed": resumed, "next_seed": next_seed}
+
+
+TARGETED_SEEDS = 1 << 32
+"""Class-targeted slots draw their candidates from seeds seed + 2**32 + slot * 2**20 onwards."""
+
+
+def _targeter(model: LoadedGenerator, class_map: ClassMap, opts: GenerateOptions, device):
+    """(ClassTargeter, share of slots to target) for class-targeted generation, or None."""
+    if not opts.classes or opts.class_rate <= 0:
+        return None
+    st = model.growth
+
+    def class_ids(seeds):
+        with torch.no_grad():
+            return synthesize(model.G, seeds, st.stage, st.alpha, st.seg_level, opts.psi, device).seg.argmax(1)
+
+    ids = class_ids_for(opts.classes, class_map.classes)
+    targeter = ClassTargeter(model.G, class_ids, lambda seeds: torch.full((len(seeds),), opts.psi), ids, opts.classes)
+    targeter.fit()
+    return targeter, targeter.targeted_share(opts.class_rate)
 
 
 def _agreement(opts: GenerateOptions, images: np.ndarray, masks: np.ndarray, k: int, device) -> np.ndarray | None:

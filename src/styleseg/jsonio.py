@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -16,5 +17,14 @@ def json_default(o):
     raise TypeError(type(o))
 
 
-def write_json(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(data, indent=2, default=json_default) + "\n")
+def json_text(data) -> str:
+    return json.dumps(data, indent=2, default=json_default) + "\n"
+
+
+def write_json(path: Path, data) -> None:
+    """Write atomically (a temporary file renamed over the target): a reader never sees half a file,
+    and an interrupted write leaves the previous file whole."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json_text(data))
+    os.replace(tmp, path)

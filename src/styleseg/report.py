@@ -10,7 +10,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from styleseg.viz import grid, triplet, upscale, with_legend
+from styleseg.viz import figure_img_tag, grid, triplet, upscale, with_legend
 
 
 def _png_b64(array: np.ndarray) -> str:
@@ -48,10 +48,7 @@ def _plots(metrics: dict, extents) -> str:
     axes[2].hist([height_r, height_g], bins=20, label=["real", "generated"], density=True)
     axes[2].set_title("person height fraction")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    return f'<img alt="label statistics" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+    return figure_img_tag(fig, "label statistics")
 
 
 def seeds_text(first: int, n: int) -> str:
@@ -193,10 +190,7 @@ def _usefulness_plot(use: dict) -> str:
     ax.set_ylabel("segmenter mIoU (real val, report half)")
     ax.set_title("usefulness: mean ± std over seeds, dots = seeds")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    return f'<img alt="usefulness" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+    return figure_img_tag(fig, "usefulness")
 
 
 def write_report(metrics: dict, path, generated, real, extents) -> None:

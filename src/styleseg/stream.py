@@ -14,62 +14,28 @@ w-space and checked on the mask (`targeting.py`).
 from __future__ import annotations
 
 import copy
-import hashlib
-import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 
 import numpy as np
 import torch
 
-from styleseg.errors import StylesegError
 from styleseg.generate import level_class_map
 from styleseg.metrics.segmenter import autocast_for
 from styleseg.metrics.segmenter_train import SyntheticBatch
-from styleseg.models.load import LoadedGenerator
+from styleseg.models.load import LoadedGenerator, generator_digest
+from styleseg.options import StreamOptions
 from styleseg.sampling import seed_latents
-from styleseg.targeting import ClassTargeter, class_ids_for, shows
+from styleseg.targeting import ClassTargeter, class_ids_for, shows, targeted_slot
 from styleseg.training.randomness import mix32
 
 STREAM_SEEDS = 1 << 40
 """First seed of streamed pairs: above the seeds `generate` and `evaluate` use by default."""
 
 
-@dataclass
-class StreamOptions:
-    psi_range: tuple[float, float] = (0.7, 1.0)
-    """Truncation ψ of each pair, drawn uniformly from this range (low, high) per pair."""
-    classes: list[str] = field(default_factory=list)
-    """Classes to ask the generator for (class-targeted sampling); empty: none."""
-    class_rate: float = 0.0
-    """Share of pairs that should show at least one of `classes` (the targeted pairs make up what
-    the generator's own rate leaves)."""
-    seed: int = 0
-    """Which block of seeds the stream draws from."""
-
-    def __post_init__(self) -> None:
-        self.psi_range = tuple(float(v) for v in self.psi_range)
-        low, high = self.psi_range
-        if not (math.isfinite(low) and math.isfinite(high) and 0 <= low <= high <= 2):
-            raise StylesegError(f"truncation range must be 0 <= low <= high <= 2, not {list(self.psi_range)}")
-        if not 0 <= self.class_rate <= 1:
-            raise StylesegError(f"class rate must be in [0, 1], not {self.class_rate}")
-        if self.class_rate > 0 and not self.classes:
-            raise StylesegError("a class rate needs classes to target (--classes)")
-
-
 def psi_for_seeds(seeds: list[int], low: float, high: float) -> torch.Tensor:
     """(n,) ψ of each seed, uniform in [low, high] from a hash of the seed alone."""
     u = [mix32(mix32(s & 0xFFFFFFFF) ^ (s >> 32)) / 2**32 for s in seeds]
     return low + (high - low) * torch.tensor(u, dtype=torch.float32)
-
-
-def generator_digest(model: LoadedGenerator) -> str:
-    """sha256 of a generator's weights (tensor bytes in name order): names it in cache keys."""
-    h = hashlib.sha256()
-    for name, tensor in sorted(model.G.state_dict().items()):
-        h.update(name.encode())
-        h.update(tensor.detach().float().cpu().numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 class PairStream:
@@ -120,13 +86,7 @@ class PairStream:
     def slot_plan(self, step: int, n: int) -> list[int | None]:
         """Per slot of the step: the index of the class it must show, or None (untargeted). A share
         `targeted_share` of all slots of the run are targeted, spread evenly, classes in turn."""
-        share = self.targeted_share
-        plan = []
-        for i in range(n):
-            g = step * n + i  # the slot's position in the run
-            before = math.floor(g * share)
-            plan.append(before % len(self.opts.classes) if math.floor((g + 1) * share) > before else None)
-        return plan
+        return [targeted_slot(step * n + i, self.targeted_share, len(self.opts.classes)) for i in range(n)]
 
     def draw(self, step: int, n: int) -> SyntheticBatch:
         base = self.seed_base(step)

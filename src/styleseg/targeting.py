@@ -14,6 +14,7 @@ Candidates are a pure function of their seeds, so targeted sampling is reproduci
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -177,6 +178,13 @@ def _logistic_fit(x: torch.Tensor, y: torch.Tensor, l2: float = 1e-2, steps: int
 
     opt.step(closure)
     return w.detach(), b.detach()
+
+
+def targeted_slot(slot: int, share: float, num_classes: int) -> int | None:
+    """Which class slot `slot` of a run must show (an index into the targeted classes, in turn), or
+    None: a share `share` of all slots is targeted, spread evenly by position, so exactly that share."""
+    before = math.floor(slot * share)
+    return before % num_classes if math.floor((slot + 1) * share) > before else None
 
 
 def class_ids_for(names: Sequence[str], classes: Sequence[str]) -> list[int]:

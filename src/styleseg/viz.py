@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import html
+import io
 from collections.abc import Sequence
 
 import numpy as np
@@ -88,3 +91,13 @@ def labeled_row(tiles: Sequence[np.ndarray], label: str, label_width: int = 60) 
 
 def save_png(array: np.ndarray, path) -> None:
     Image.fromarray(array).save(path)
+
+
+def figure_img_tag(fig, alt: str, dpi: int = 90) -> str:
+    """A matplotlib figure as a self-contained HTML <img> (PNG, base64); the figure is closed."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'

@@ -5,9 +5,17 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from styleseg.cli.main import main
+from styleseg.config import config_from_json
+from styleseg.data.store import PreparedDataset
 from styleseg.metrics import segmenter as seg_module
+from styleseg.metrics.distribution import js_divergence
+from styleseg.metrics.segmentation import mean_iou, miou_over, scored_classes
+from styleseg.models.load import load_generator
+from styleseg.models.weights import list_checkpoints
+from styleseg.training.snapshots import Snapshots
 from tests.conftest import TINY
 
 
@@ -53,7 +61,10 @@ def test_evaluate_writes_metrics_and_report(checkpoint, prepared_tiny, tmp_path,
     assert "agreement" in out and "usefulness" in out
     m = json.loads((tmp_path / "e" / "metrics.json").read_text())
     assert m["evaluate_version"] == 3 and isinstance(m["agreement"]["never_drawn"], list)
-    assert 0 <= m["agreement"]["miou"] <= 1 and 0 <= m["segmenter"]["val"]["miou"] <= 1
+    # the figures are what their confusion matrices say
+    agreed, ceiling = np.array(m["agreement"]["confusion"]), np.array(m["segmenter"]["val"]["confusion"])
+    assert m["agreement"]["miou"] == pytest.approx(miou_over(agreed, scored_classes(ceiling)))
+    assert m["segmenter"]["val"]["miou"] == pytest.approx(mean_iou(ceiling))
     assert set(m["usefulness"]) == {
         "real",
         "generated",
@@ -73,7 +84,9 @@ def test_evaluate_writes_metrics_and_report(checkpoint, prepared_tiny, tmp_path,
     assert m["usefulness"]["filtered generated"]["generated_pairs"] == 8
     held = m["realism"]["held_out"]
     assert held["fd_image"] >= 0 and held["n_real"] == 2 and held["fd_image_dims"] >= 2
-    assert 0 <= m["labels"]["js_divergence_bits"] <= 1
+    lb = m["labels"]
+    freq_real, freq_gen = (np.array(list(lb[f"class_frequency_{k}"].values())) for k in ("real", "generated"))
+    assert lb["js_divergence_bits"] == pytest.approx(js_divergence(freq_real, freq_gen), abs=1e-4)
     html = (tmp_path / "e" / "report.html").read_text()
     assert "<table>" in html and "data:image/png;base64" in html
     assert "classes both score" in html  # the shared-class ratio beside the plain one
@@ -118,7 +131,15 @@ def test_in_training_metrics_go_to_the_log(trained_segmenter, prepared_tiny, tmp
     (run,) = (tmp_path / "runs").iterdir()
     records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     evals = [r for r in records if "eval_agreement_miou" in r]
-    assert evals and 0 <= evals[-1]["eval_agreement_miou"] <= 1 and evals[-1]["eval_fd_segmenter"] >= 0
+    assert evals and evals[-1]["kimg"] == 0.32  # the last snapshot: the end of training
+    # the logged figures are those of the final G_ema, measured again from its checkpoint
+    ckpt = list_checkpoints(run / "checkpoints")[-1]
+    model = load_generator(ckpt, torch.device("cpu"))
+    cfg = config_from_json(json.loads((ckpt / "config.json").read_text()))
+    data = PreparedDataset(prepared_tiny)
+    again = Snapshots(cfg, data, data.class_map.levels(), run, torch.device("cpu")).metrics(model.G, model.growth)
+    assert evals[-1]["eval_agreement_miou"] == pytest.approx(again["eval_agreement_miou"], abs=1e-4)
+    assert evals[-1]["eval_fd_segmenter"] == pytest.approx(again["eval_fd_segmenter"], rel=1e-3)
 
 
 def test_segmenter_eval_reads_styleseg_data(trained_segmenter, prepared_tiny, monkeypatch, capsys):
@@ -193,7 +214,7 @@ def test_evaluate_with_a_given_reference_and_no_usefulness(
     assert m["segmenter"]["path"] == str(trained_segmenter)
     # --regimes none: agreement, realism and labels only; no segmenter trained at all
     assert m["usefulness"] == {} and "usefulness: not measured" in out and not (tmp_path / "c-eval").exists()
-    assert 0 <= m["agreement"]["miou"] <= 1 and (tmp_path / "e" / "report.html").exists()
+    assert (tmp_path / "e" / "report.html").exists()
     # the confusion behind the agreement figure is kept: rows the generated masks' classes, 8 pairs' pixels
     num_classes = len(m["agreement"]["per_class"])
     cm = np.array(m["agreement"]["confusion"])

@@ -6,6 +6,7 @@ import hashlib
 import http.server
 import json
 import threading
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -15,7 +16,8 @@ from PIL import Image
 from styleseg.cli.main import main
 from styleseg.errors import CheckpointError
 from styleseg.models.load import load_generator
-from styleseg.models.zoo import export_generator, fetch_model, load_exported, registry
+from styleseg.models.registry import fetch_model, registry
+from styleseg.models.zoo import export_generator, load_exported
 from styleseg.sampling import synthesize
 
 
@@ -112,7 +114,7 @@ def test_fp32_export_is_exact(checkpoint, tmp_path):
 def test_every_shipped_model_loads_and_generates_offline(tmp_path, monkeypatch):
     """The models inside the package: listed, at most 10 MiB each, loadable, and `generate --model`
     writes pairs of the model's classes with no network (a packaged file needs none)."""
-    from styleseg.models.zoo import model_path
+    from styleseg.models.registry import model_path
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))
     packaged = {name: e for name, e in registry().items() if e.file}
@@ -140,6 +142,6 @@ def test_demo_draws_the_shipped_models_grid(tmp_path):
     packaged = sorted(name for name, e in registry().items() if e.file)
     if not packaged:
         pytest.skip("no model is shipped in this version")
-    path = shipped_model_grid(tmp_path)
+    path = shipped_model_grid(SimpleNamespace(run_command=main), tmp_path)
     assert path == tmp_path / f"grid-{packaged[0]}.png"
     assert Image.open(path).size[0] > 4 * 3 * 48  # four triplets of 48-pixel-wide tiles, enlarged

@@ -8,11 +8,12 @@ from PIL import Image
 
 from styleseg.data.classes import LIP_LABELS, get_class_map
 from styleseg.data.prepare import prepare_dataset
-from styleseg.data.readers import hash_split, open_source
+from styleseg.data.readers import open_source
+from styleseg.data.samples import hash_split
 from styleseg.data.store import PreparedDataset
 from styleseg.data.synthetic import draw_lip_person
 from styleseg.errors import DataError
-from tests.conftest import make_parsing, save_label_png
+from tests.conftest import make_coco, make_parsing, save_label_png
 
 
 def test_viton_layout_reads_lip_labels_and_splits_by_name_hash(tiny_viton):
@@ -103,53 +104,8 @@ def test_mask_id_outside_the_label_list_names_the_file(tiny_viton, tmp_path):
 pytest.importorskip("pycocotools")
 
 
-def _coco(tmp_path, annotations, categories=None):
-    from pycocotools import mask as mask_utils
-
-    root = tmp_path / "coco"
-    (root / "images").mkdir(parents=True)
-    (root / "annotations").mkdir()
-    Image.fromarray(np.full((40, 30, 3), 128, np.uint8)).save(root / "images" / "a.jpg")
-    Image.fromarray(np.full((40, 30, 3), 90, np.uint8)).save(root / "images" / "b.jpg")
-    # an RLE of rows 30..39 (the bottom quarter) for image b
-    bottom = np.zeros((40, 30), np.uint8, order="F")
-    bottom[30:] = 1
-    rle = mask_utils.encode(bottom)
-    rle["counts"] = rle["counts"].decode()
-    data = {
-        "images": [
-            {"id": 1, "file_name": "a.jpg", "height": 40, "width": 30},
-            {"id": 2, "file_name": "b.jpg", "height": 40, "width": 30},
-        ],
-        "categories": categories or [{"id": 3, "name": "dress"}, {"id": 7, "name": "belt"}],
-        "annotations": annotations
-        or [
-            # a large dress polygon and a small belt inside it; the belt (smaller) must win
-            {
-                "id": 1,
-                "image_id": 1,
-                "category_id": 3,
-                "area": 400.0,
-                "iscrowd": 0,
-                "segmentation": [[5, 5, 25, 5, 25, 35, 5, 35]],
-            },
-            {
-                "id": 2,
-                "image_id": 1,
-                "category_id": 7,
-                "area": 40.0,
-                "iscrowd": 0,
-                "segmentation": [[5, 18, 25, 18, 25, 20, 5, 20]],
-            },
-            {"id": 3, "image_id": 2, "category_id": 3, "area": 300.0, "iscrowd": 1, "segmentation": rle},
-        ],
-    }
-    (root / "annotations" / "instances_train.json").write_text(json.dumps(data))
-    return root
-
-
 def test_coco_polygons_and_rle_with_smaller_on_top(tmp_path):
-    root = _coco(tmp_path, None)
+    root = make_coco(tmp_path / "coco", None)
     reader = open_source(root)
     assert reader.name == "coco" and reader.source_labels == ("background", "dress", "belt")
     by_id = {s.id: s for s in reader.samples}
@@ -164,13 +120,13 @@ def test_coco_polygons_and_rle_with_smaller_on_top(tmp_path):
 
 def test_coco_unknown_category_names_the_file(tmp_path):
     anns = [{"id": 9, "image_id": 1, "category_id": 5, "area": 1.0, "segmentation": [[1, 1, 3, 1, 3, 3]]}]
-    root = _coco(tmp_path, anns)
+    root = make_coco(tmp_path / "coco", anns)
     with pytest.raises(DataError, match=r"instances_train\.json: annotation 9 has category id 5"):
         open_source(root)
 
 
 def test_coco_category_missing_from_the_class_map(tmp_path):
-    root = _coco(tmp_path, None)
+    root = make_coco(tmp_path / "coco", None)
     (tmp_path / "map.yaml").write_text("mapping: {background: background, dress: garment}\n")
     with pytest.raises(DataError, match=r"labels \['belt'\] are not in class map"):
         prepare_dataset(root, tmp_path / "p", (16, 12), str(tmp_path / "map.yaml"), workers=1)

@@ -95,8 +95,8 @@ def test_fd_path_end_to_end_with_a_stand_in_feature_network():
 def test_segmenter_cache_fingerprint_follows_content(tiny_ccp, tmp_path):
     from styleseg.data.prepare import prepare_dataset
     from styleseg.data.store import PreparedDataset
-    from styleseg.metrics.segmenter import SegmenterConfig
     from styleseg.metrics.segmenter_train import fingerprint
+    from styleseg.options import SegmenterConfig
 
     prepare_dataset(tiny_ccp, tmp_path / "a", (24, 16), "ccp-12", workers=1)
     prepare_dataset(tiny_ccp, tmp_path / "b", (24, 16), "ccp-12", workers=1)  # same content, another time
@@ -183,33 +183,20 @@ def _task(n, h, w, seed, learnable):
 
 
 def _store(root, images, masks):
-    import json
-
     from styleseg.data.classes import ClassMap
-    from styleseg.data.prepare import FORMAT_VERSION
+    from styleseg.data.store import write_store
 
-    root.mkdir()
     n = len(images)
-    np.save(root / "images.npy", images)
-    np.save(root / "masks.npy", masks)
-    np.save(root / "labeled.npy", np.ones(n, bool))
-    np.save(root / "split.npy", np.array([0] * (n - 40) + [1] * 40, np.uint8))
-    cm = ClassMap.from_names(["background", "bright", "dark"], "squares")
-    meta = {
-        "format_version": FORMAT_VERSION,
-        "resolution": list(images.shape[1:3]),
-        "classes": cm.to_json(),
-        "num_samples": n,
-    }
-    (root / "dataset.json").write_text(json.dumps(meta))
-    (root / "ids.json").write_text(json.dumps([str(i) for i in range(n)]))
+    split = np.array([0] * (n - 40) + [1] * 40, np.uint8)
+    write_store(root, images, masks, ClassMap.from_names(["background", "bright", "dark"], "squares"), split=split)
 
 
 @pytest.mark.slow
 def test_segmenter_learns_a_learnable_task_and_not_random_labels(tmp_path):
     from styleseg.data.store import PreparedDataset
-    from styleseg.metrics.segmenter import SegmenterConfig, evaluate_segmenter, validation_halves
+    from styleseg.metrics.segmenter import evaluate_segmenter, validation_halves
     from styleseg.metrics.segmenter_train import train_segmenter
+    from styleseg.options import SegmenterConfig
 
     results = {}
     for learnable in (True, False):
@@ -251,7 +238,7 @@ def test_concurrent_evaluations_train_a_cached_segmenter_once(prepared_tiny, tmp
 
     from styleseg.data.store import PreparedDataset
     from styleseg.metrics import segmenter_train as seg
-    from styleseg.metrics.segmenter import SegmenterConfig
+    from styleseg.options import SegmenterConfig
 
     ds = PreparedDataset(prepared_tiny)
     cfg = SegmenterConfig(num_classes=ds.class_map.num_classes, width=8, max_steps=4, eval_every=2, batch=4)
@@ -293,8 +280,8 @@ def test_repeat_factors_raise_images_by_their_rarest_class():
 
 def test_rare_class_oversampling_draws_rare_images_more_often_and_keeps_dataset_shares(tmp_path):
     from styleseg.data.store import PreparedDataset
-    from styleseg.metrics.segmenter import SegmenterConfig
     from styleseg.metrics.segmenter_train import fingerprint, sampling_probabilities
+    from styleseg.options import SegmenterConfig
 
     images = np.zeros((60, 8, 8, 3), np.uint8)
     masks = np.zeros((60, 8, 8), np.uint8)
@@ -336,8 +323,8 @@ def test_weight_ema_returns_the_moving_average_of_weights_and_batch_norm_statist
     from torch.optim.swa_utils import AveragedModel
 
     from styleseg.data.store import PreparedDataset
-    from styleseg.metrics.segmenter import SegmenterConfig
     from styleseg.metrics.segmenter_train import train_segmenter
+    from styleseg.options import SegmenterConfig
 
     _store(tmp_path / "s", *_task(60, 16, 16, 0, True))
     ds = PreparedDataset(tmp_path / "s")

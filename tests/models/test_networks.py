@@ -120,6 +120,21 @@ def test_style_mixing_and_truncation(nets):
     torch.testing.assert_close(per_sample[1], G.styles(z)[1])
 
 
+def test_truncation_cutoff_truncates_only_the_coarsest_layers():
+    cfg = tiny_model_config(truncation_cutoff=3)
+    G = Generator(cfg, SIZES).double()
+    G.w_avg.copy_(torch.randn(cfg.w_dim, dtype=torch.float64))
+    z, _ = latents(G, 2, 3)
+    raw, cut = G.styles(z), G.styles(z, psi=0.5)
+    torch.testing.assert_close(cut[:, :3], G.w_avg.lerp(raw[:, :3], 0.5))
+    torch.testing.assert_close(cut[:, 3:], raw[:, 3:])
+    # one psi per sample: each sample truncated by its own
+    psis = torch.tensor([0.0, 1.0], dtype=torch.float64)
+    per_sample = G.styles(z, psi=psis)
+    torch.testing.assert_close(per_sample[0, :3], G.w_avg.expand(3, -1))
+    torch.testing.assert_close(per_sample[1], raw[1])
+
+
 def test_growth_schedule():
     sched = ScheduleConfig(
         stable_kimg=10, fade_kimg=10, seg_start_kimg=25, seg_fade_kimg=10, class_split_kimg=[40, 60], total_kimg=100

@@ -6,7 +6,8 @@ import torch
 from styleseg.errors import CheckpointError
 from styleseg.models.generator import Generator
 from styleseg.models.load import load_generator
-from styleseg.training.checkpoint import list_checkpoints, load_weights, resolve_checkpoint, save_checkpoint
+from styleseg.models.weights import list_checkpoints, load_weights, resolve_checkpoint
+from styleseg.training.checkpoint import save_checkpoint
 from tests.conftest import SIZES, tiny_model_config
 
 
@@ -76,5 +77,5 @@ def test_wrong_checkpoint_is_named(tmp_path):
     with pytest.raises(CheckpointError, match="holds no checkpoint"):
         resolve_checkpoint(tmp_path / "empty")
     (path / "config.json").write_text(json.dumps({"model": {"resolution": [7, 5]}}))
-    with pytest.raises(CheckpointError, match="do not describe a styleseg model"):
+    with pytest.raises(CheckpointError, match="its metadata does not describe a styleseg model"):
         load_generator(path, torch.device("cpu"))

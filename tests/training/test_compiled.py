@@ -46,6 +46,6 @@ def test_compiles_once_per_growth_phase_and_trains_as_eager(prepared_tiny, tmp_p
 
     plain, _ = _run(prepared_tiny, tmp_path / "e", False, steps)
     for name in ("G", "D"):
-        ours, theirs = getattr(fast, name).state_dict(), getattr(plain, name).state_dict()
+        ours, theirs = getattr(fast.nets, name).state_dict(), getattr(plain.nets, name).state_dict()
         for key in theirs:
             torch.testing.assert_close(ours[key], theirs[key], atol=1e-5, rtol=1e-5, msg=f"{name}.{key}")

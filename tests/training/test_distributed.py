@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from styleseg.training.checkpoint import list_checkpoints
+from styleseg.models.weights import list_checkpoints
 from tests.conftest import TINY
 
 TORCHRUN = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"

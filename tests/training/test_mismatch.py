@@ -53,13 +53,13 @@ def test_d_judges_real_images_with_swapped_mask_classes_as_extra_fakes(prepared_
     overrides = ["masks.mismatch_share=0.5", "masks.noise_std=0", "augment.enabled=false", labels]
     trainer = _trainer(prepared_tiny, tmp_path / "run", *overrides)
     calls = []
-    forward = trainer.D.forward
+    forward = trainer.nets.D.forward
 
     def spy_forward(img, seg, *args, pair=None, **kw):
         calls.append((img.detach().clone(), None if seg is None else seg.detach().clone(), pair))
         return forward(img, seg, *args, pair=pair, **kw)
 
-    trainer.D.forward = spy_forward
+    trainer.nets.D.forward = spy_forward
     d_calls = {}
     for step in range(22):  # 8 per step: segmentation starts at step 12 (0.096 kimg), 5 classes at 20 (0.16)
         calls.clear()
@@ -98,12 +98,12 @@ def test_the_weight_scales_the_mismatched_pairs_part_of_d_loss(prepared_tiny, tm
         for _ in range(20):  # identical runs until the first split at step 20 gives classes to swap
             trainer.train_step()
 
-        def recording(*args, d_step=trainer.d_step):
-            stats, loss = d_step(*args)
+        def recording(*args, d_phase=trainer.loss.d_phase):
+            stats, loss = d_phase(*args)
             losses.append(float(loss.detach()))
             return stats, loss
 
-        trainer.d_step = recording
+        trainer.loss.d_phase = recording
         trainer.train_step()
         trainer.feeder.close()
     assert len(losses) == 3 and losses[1] - losses[0] > 0.1
@@ -125,8 +125,8 @@ def test_shuffle_pairs_each_image_with_another_real_mask(prepared_tiny, tmp_path
         "data.image_share=0",
     )
     calls = []
-    forward = trainer.D.forward
-    trainer.D.forward = lambda img, seg, *a, **kw: calls.append((img, seg)) or forward(img, seg, *a, **kw)
+    forward = trainer.nets.D.forward
+    trainer.nets.D.forward = lambda img, seg, *a, **kw: calls.append((img, seg)) or forward(img, seg, *a, **kw)
     for _ in range(14):  # segmentation starts at step 12: two classes are enough to shuffle
         calls.clear()
         trainer.train_step()
@@ -140,8 +140,8 @@ def test_shuffle_pairs_each_image_with_another_real_mask(prepared_tiny, tmp_path
 def test_off_by_default_d_sees_real_and_fake_only(prepared_tiny, tmp_path):
     trainer = _trainer(prepared_tiny, tmp_path / "run")
     sizes = []
-    forward = trainer.D.forward
-    trainer.D.forward = lambda img, seg, *a, **kw: sizes.append(len(img)) or forward(img, seg, *a, **kw)
+    forward = trainer.nets.D.forward
+    trainer.nets.D.forward = lambda img, seg, *a, **kw: sizes.append(len(img)) or forward(img, seg, *a, **kw)
     for _ in range(22):
         trainer.train_step()
     trainer.feeder.close()

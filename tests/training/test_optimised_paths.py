@@ -30,7 +30,7 @@ def _weights_after_steps(prepared, tmp_path, channels_last: bool, steps: int = 3
     trainer.logger.enabled = False
     for _ in range(steps):
         trainer.train_step()
-    return copy.deepcopy(trainer.G.state_dict()), copy.deepcopy(trainer.D.state_dict())
+    return copy.deepcopy(trainer.nets.G.state_dict()), copy.deepcopy(trainer.nets.D.state_dict())
 
 
 def test_channels_last_matches_plain_memory_format(prepared_tiny, tmp_path):
@@ -46,5 +46,5 @@ def test_discriminator_learning_rate_multiplier(prepared_tiny, tmp_path):
     trainer = Trainer(cfg, PreparedDataset(prepared_tiny), tmp_path, torch.device("cpu"))
     trainer.logger.enabled = False
     trainer.train_step()
-    assert [g["lr"] for g in trainer.opt_G.param_groups] == [0.002]
-    assert [g["lr"] for g in trainer.opt_D.param_groups] == [pytest.approx(0.005)]
+    assert [g["lr"] for g in trainer.nets.opt_G.param_groups] == [0.002]
+    assert [g["lr"] for g in trainer.nets.opt_D.param_groups] == [pytest.approx(0.005)]

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from styleseg.config import build_config
 from styleseg.data.store import PreparedDataset
+from styleseg.training.gan_loss import step_args
 from styleseg.training.loop import Trainer
 from tests.conftest import TINY
 
@@ -22,7 +23,7 @@ def _trainer(prepared, tmp_path, *overrides):
 def _captured_d_step(trainer):
     """Run one D step; return D's input batch, its call arguments and D's gradients at the optimiser step."""
     seen, grads = {}, {}
-    D = trainer.D
+    D = trainer.nets.D
 
     def spy(img, seg, **kwargs):
         seen.update(img=img, seg=seg, kwargs=kwargs)
@@ -31,15 +32,15 @@ def _captured_d_step(trainer):
     def capture():
         grads.update({n: p.grad.detach().clone() for n, p in D.named_parameters() if p.grad is not None})
 
-    trainer.D_ddp = spy
-    trainer.opt_D.step = capture  # record the gradient; leave the weights as they were
+    trainer.nets.D_ddp = spy
     st = trainer.growth()
-    trainer.apply_growth(st)
-    batch = trainer.cfg.optim.batch[0]
-    d_args = {"stage": st.stage, "alpha": st.alpha, "seg_level": None, "seg_alpha": 0.0, "mbstd_group": 4}
-    g_args = {"stage": st.stage, "alpha": st.alpha, "seg_level": None}
-    trainer.d_step(st, batch, d_args, g_args)
-    return seen, grads, batch
+    trainer.grow_to(st)
+    args = step_args(trainer.cfg, st)
+    real_img, real_seg = trainer.real_inputs(st, args.batch)
+    trainer.nets.opt_D.zero_grad(set_to_none=True)
+    trainer.loss.d_phase(st, args, real_img, real_seg, trainer.step)
+    capture()  # D's gradient as the optimiser would see it; the weights stay as they were
+    return seen, grads, args.batch
 
 
 def _by_hand(D, seen, batch, r1_weight):
@@ -62,28 +63,28 @@ def test_lazy_r1_weight_is_gamma_over_two_times_interval(prepared_tiny, tmp_path
     trainer = _trainer(prepared_tiny, tmp_path)
     assert trainer.step == 0  # step 0 is an R1 step (every 4th)
     seen, grads, batch = _captured_d_step(trainer)
-    expected = _by_hand(trainer.D, seen, batch, r1_weight=3.0 / 2 * 4)
-    wrong = _by_hand(trainer.D, seen, batch, r1_weight=3.0 / 2)
+    expected = _by_hand(trainer.nets.D, seen, batch, r1_weight=3.0 / 2 * 4)
+    wrong = _by_hand(trainer.nets.D, seen, batch, r1_weight=3.0 / 2)
     assert grads.keys() == expected.keys()
     for name in grads:
         torch.testing.assert_close(grads[name], expected[name], rtol=1e-4, atol=1e-6)
     assert any(not torch.allclose(grads[n], wrong[n], rtol=1e-3, atol=1e-5) for n in grads)
     trainer.step = 1  # not an R1 step: the plain logistic loss only
     seen, grads, batch = _captured_d_step(trainer)
-    plain = _by_hand(trainer.D, seen, batch, r1_weight=0)
+    plain = _by_hand(trainer.nets.D, seen, batch, r1_weight=0)
     for name in grads:
         torch.testing.assert_close(grads[name], plain[name], rtol=1e-4, atol=1e-6)
 
 
 def test_one_ema_update_by_hand(prepared_tiny, tmp_path):
     trainer = _trainer(prepared_tiny, tmp_path, "optim.ema_rampup=null", "optim.ema_kimg=0.05")
-    before = copy.deepcopy(trainer.G_ema.state_dict())
+    before = copy.deepcopy(trainer.nets.G_ema.state_dict())
     trainer.train_step()
     batch = trainer.cfg.optim.batch[0]
     beta = 0.5 ** (batch / 50)  # half-life 0.05 kimg = 50 images
-    after_G = trainer.G.state_dict()
-    for name, value in trainer.G_ema.state_dict().items():
-        if name in dict(trainer.G_ema.named_parameters()):
+    after_G = trainer.nets.G.state_dict()
+    for name, value in trainer.nets.G_ema.state_dict().items():
+        if name in dict(trainer.nets.G_ema.named_parameters()):
             torch.testing.assert_close(value, before[name] + (after_G[name] - before[name]) * (1 - beta))
 
 
@@ -111,7 +112,10 @@ def test_a_training_step_never_reads_a_tensor_on_the_host(prepared_tiny, tmp_pat
 
         return call
 
-    trainer.opt_G.step, trainer.opt_D.step = host_side(trainer.opt_G.step), host_side(trainer.opt_D.step)
+    trainer.nets.opt_G.step, trainer.nets.opt_D.step = (
+        host_side(trainer.nets.opt_G.step),
+        host_side(trainer.nets.opt_D.step),
+    )
     for _ in range(14):  # through the segmentation event (step 12), with R1 steps among them
         with monkeypatch.context() as m:
             for name in HOST_READS:

@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from styleseg.cli.main import main
-from styleseg.training.checkpoint import list_checkpoints
+from styleseg.models.weights import list_checkpoints
 from tests.conftest import TINY
 
 

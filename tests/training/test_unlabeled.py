@@ -69,7 +69,7 @@ def _trainer(data: Path, run: Path, *overrides: str) -> Trainer:
 def test_unlabelled_photos_reach_the_image_head_never_the_pair_head(prepared_tiny, tmp_path):
     trainer = _trainer(prepared_tiny, tmp_path / "run", "data.max_labeled=6")
     kept = set(json.loads((tmp_path / "run" / "labels.json").read_text())["labeled_indices"])
-    assert len(kept) == 6 and trainer.image_share == 0.5
+    assert len(kept) == 6 and trainer.loss.image_share == 0.5
     reads, flags_seen = [], []
     read = trainer.feeder._read
 
@@ -77,13 +77,13 @@ def test_unlabelled_photos_reach_the_image_head_never_the_pair_head(prepared_tin
         reads.append((np.asarray(photo_idx).tolist(), None if pair_idx is None else np.asarray(pair_idx).tolist()))
         return read(photo_idx, photo_flip, pair_idx, pair_flip, mip)
 
-    forward = trainer.D.forward
+    forward = trainer.nets.D.forward
 
     def spy_forward(img, seg, *args, pair=None, **kw):
         flags_seen.append((len(img), None if pair is None else pair.tolist()))
         return forward(img, seg, *args, pair=pair, **kw)
 
-    trainer.feeder._read, trainer.D.forward = spy_read, spy_forward
+    trainer.feeder._read, trainer.nets.D.forward = spy_read, spy_forward
     for _ in range(30):  # 8 per step: segmentation starts at step 12 (0.096 kimg)
         trainer.train_step()
     trainer.feeder.close()
@@ -114,7 +114,7 @@ def test_label_budget_is_recorded_and_the_same_for_the_same_config(prepared_tiny
 def test_pair_only_training_keeps_one_head(prepared_tiny, tmp_path):
     t = _trainer(prepared_tiny, tmp_path / "run", "data.image_share=0")
     t.feeder.close()
-    assert not t.D.final.has_pair_head and t.pair_flags(GrowthState(2, 1.0, 0, 1.0), 8) is None
+    assert not t.nets.D.final.has_pair_head and t.loss.pair_flags(GrowthState(2, 1.0, 0, 1.0), 8) is None
 
 
 def _pair_nets():

@@ -13,10 +13,11 @@ from styleseg.data.store import PreparedDataset
 from styleseg.models.discriminator import Discriminator
 from styleseg.models.layers import upsample2
 from styleseg.models.load import load_generator
+from styleseg.models.weights import list_checkpoints
 from styleseg.models.zoo import load_exported, load_exported_for_training
-from styleseg.training.checkpoint import list_checkpoints, load_state
+from styleseg.training.checkpoint import load_state
 from styleseg.training.loop import Trainer
-from styleseg.training.warm_start import read_warm_start, warm_start_config
+from styleseg.training.warm_start import apply_warm_start, read_warm_start, warm_start_config
 
 
 def export(ckpt, path, *extra):
@@ -129,31 +130,33 @@ def test_growing_a_trained_model_adds_a_stage_that_fades_in_from_its_output(
     data = PreparedDataset(prepared_tiny_x2)
     (tmp_path / "run").mkdir()
     trainer = Trainer(cfg, data, tmp_path / "run", torch.device("cpu"))
-    trainer.warm_start(warm)
+    apply_warm_start(trainer, warm)
     st = trainer.growth()
     assert (st.stage, st.alpha, st.seg_level) == (4, 0.0, 2)
     assert trainer.ada.p == warm.ada_p
     source = load_generator(checkpoint, torch.device("cpu")).G
-    source_D = Discriminator(warm.config.model, trainer.D.level_sizes, pair_head=trainer.D.final.has_pair_head)
+    source_D = Discriminator(
+        warm.config.model, trainer.nets.D.level_sizes, pair_head=trainer.nets.D.final.has_pair_head
+    )
     source_D.load_state_dict(warm.discriminator)
     for name, tensor in source.state_dict().items():
-        assert torch.equal(trainer.G_ema.state_dict()[name], tensor), name
+        assert torch.equal(trainer.nets.G_ema.state_dict()[name], tensor), name
 
     gen = torch.Generator().manual_seed(3)
     z = torch.randn(4, cfg.model.z_dim, generator=gen)
-    noise = trainer.G.make_noise(4, 4, generator=gen)
+    noise = trainer.nets.G.make_noise(4, 4, generator=gen)
     with torch.no_grad():
         before = source(z, 3, 1.0, 2, noise=noise[:8])
-        after = trainer.G_ema(z, 4, 0.0, 2, noise=noise)
+        after = trainer.nets.G_ema(z, 4, 0.0, 2, noise=noise)
         torch.testing.assert_close(after.img, upsample2(before.img))
         torch.testing.assert_close(after.seg, upsample2(before.seg))
         probs = before.seg.softmax(1)
         d_args = dict(seg_level=2, seg_alpha=1.0, mbstd_group=4)
         d_before = source_D(before.img, probs, 3, 1.0, **d_args)
-        d_after = trainer.D(upsample2(before.img), upsample2(probs), 4, 0.0, **d_args)
+        d_after = trainer.nets.D(upsample2(before.img), upsample2(probs), 4, 0.0, **d_args)
         torch.testing.assert_close(d_after, d_before)
         # the new stage is really there: once faded in, the output is no longer the up-sampled one
-        faded = trainer.G_ema(z, 4, 1.0, 2, noise=noise)
+        faded = trainer.nets.G_ema(z, 4, 1.0, 2, noise=noise)
         assert not torch.allclose(faded.img, upsample2(before.img), atol=1e-3)
 
 

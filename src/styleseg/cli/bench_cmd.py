@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
-
-from styleseg.bench import count_step_flops, final_stage_config, h100_estimate, run_bench
 from styleseg.cli.common import add_device_arg
 from styleseg.config import build_config
-from styleseg.data.store import PreparedDataset
-from styleseg.device import resolve_device
-from styleseg.training.precision import choose_dtype, use_tf32
 
 
 def register(sub) -> None:
@@ -46,6 +39,14 @@ def register(sub) -> None:
 
 
 def cmd_bench(args) -> int:
+    import torch
+
+    from styleseg.bench import count_step_flops, final_stage_config, h100_estimate, run_bench
+    from styleseg.data.store import PreparedDataset
+    from styleseg.device import resolve_device
+    from styleseg.jsonio import write_json
+    from styleseg.training.precision import choose_dtype, use_tf32
+
     cfg = build_config(args.preset, args.overrides)
     if args.dtype:
         cfg.dtype = args.dtype
@@ -75,7 +76,7 @@ def cmd_bench(args) -> int:
             "at 20-40 % of peak"
         )
         if args.json:
-            Path(args.json).write_text(json.dumps({**flops, "h100_estimate_images_per_s": est}, indent=2) + "\n")
+            write_json(Path(args.json), {**flops, "h100_estimate_images_per_s": est})
         return 0
     r = run_bench(cfg, device, data, steps=args.steps, compile_model=args.compile)
     h, w = cfg.model.resolution
@@ -121,5 +122,5 @@ def cmd_bench(args) -> int:
         )
     )
     if args.json:
-        Path(args.json).write_text(json.dumps(asdict(r), indent=2) + "\n")
+        write_json(Path(args.json), asdict(r))
     return 0

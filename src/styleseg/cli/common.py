@@ -3,12 +3,95 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import tempfile
 from pathlib import Path
 
 from styleseg.errors import StylesegError
 
 DATA_ENV = "STYLESEG_DATA"
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """A usage error is one line, the option and what is wrong with it, and exit status 2 (the usage
+    is one `--help` away)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """An argparse type: a finite number (no nan, no inf)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, not '{text}'") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, not {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """An argparse type: a number in [0, 1]."""
+    value = finite_float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, not {value:g}")
+    return value
+
+
+def int_list(text: str) -> list[int]:
+    """An argparse type: comma-separated whole numbers (at least one)."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, not '{text}'") from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one number, got none")
+    return values
+
+
+def float_list(text: str) -> list[float]:
+    """An argparse type: comma-separated finite numbers (at least one)."""
+    values = [finite_float(v) for v in text.split(",") if v.strip()]
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one number, got none")
+    return values
+
+
+def seed_list(text: str) -> list[int]:
+    """An argparse type: a seed range A-B (A <= B) or comma-separated seeds."""
+    if "-" in text.strip().lstrip("-") and "," not in text:
+        a, b = text.split("-", 1)
+        try:
+            first, last = int(a), int(b)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a seed range like 0-15, not '{text}'") from None
+        if last < first:
+            raise argparse.ArgumentTypeError(f"the range {text} is empty: the first seed must not exceed the last")
+        return list(range(first, last + 1))
+    return int_list(text)
+
+
+def png_file(value: str) -> str:
+    """An argparse type: a PNG file to write (not an existing folder)."""
+    path = Path(value)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"'{value}' is a folder; name the PNG file to write, e.g. {path / 'grid.png'}")
+    if path.suffix.lower() != ".png":
+        raise argparse.ArgumentTypeError(f"'{value}' does not end in .png")
+    return value
 
 
 def resolve_data(arg: str | None) -> Path:
@@ -20,11 +103,28 @@ def resolve_data(arg: str | None) -> Path:
 
 
 def folder_arg(value: str) -> str:
-    """argparse type of an --out that names a folder: an existing file there is refused before any
-    work starts (and is left as it is)."""
-    if Path(value).exists() and not Path(value).is_dir():
+    """argparse type of an --out that names a folder: an existing file there, or a place that cannot be
+    written, is refused before any work starts (the file is left as it is)."""
+    path = Path(value)
+    if path.exists() and not path.is_dir():
         raise argparse.ArgumentTypeError(f"{value} is a file; this command writes a folder there")
+    check_writable(path)
     return value
+
+
+def check_writable(path: Path) -> None:
+    """Try writing where `path` is or would be created (the nearest existing folder above it): a
+    probe folder made and removed at once, so permissions, read-only file systems and paths through
+    files are all found before the work, whoever runs it (root ignores permission bits)."""
+    place = Path(path).absolute()
+    while not place.exists():
+        place = place.parent
+    if not place.is_dir():
+        raise argparse.ArgumentTypeError(f"{place} is a file, so {path} cannot be a folder")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".styleseg-probe-", dir=place))
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot write into {place} ({exc.strerror})") from None
 
 
 def add_data_arg(parser, help_text: str = "dataset folder (default: $STYLESEG_DATA)") -> None:

@@ -5,9 +5,6 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from styleseg.compare import compare_rows, load_metrics, plot_usefulness
-from styleseg.report import _table
-
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -23,6 +20,9 @@ def register(sub) -> None:
 
 
 def cmd_compare(args) -> int:
+    from styleseg.compare import compare_rows, load_metrics, plot_usefulness
+    from styleseg.report import _table
+
     metrics = [load_metrics(Path(e)) for e in args.evals]
     header, rows = compare_rows(metrics)
     for i, (folder, m) in enumerate(zip(args.evals, metrics)):

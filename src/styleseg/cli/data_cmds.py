@@ -5,23 +5,19 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
-from tqdm import tqdm
-
 from styleseg.cli.common import add_data_arg, folder_arg, resolve_data
-from styleseg.data.download import DATASETS, default_cache_root, download_dataset
-from styleseg.data.geometry import FIT_MODES, parse_resolution
-from styleseg.data.prepare import prepare_dataset
-from styleseg.data.store import PreparedDataset
 from styleseg.errors import StylesegError
-from styleseg.viz import grid, save_png, triplet, upscale, with_legend
+from styleseg.paths import cache_root
 
 
 def register(sub) -> None:
+    from styleseg.data.download import DATASETS
+    from styleseg.options import FIT_MODES
+
     p = sub.add_parser(
         "prepare",
         help="read a source dataset and write a fast prepared store",
-        description="Read a CCP or paired-folder dataset and write a memory-mappable store "
+        description="Read a CCP or paired-folder dataset and write a prepared store, read by rows with positioned reads "
         "(uint8 images, masks, labeled flags, splits) with dataset.json.",
     )
     add_data_arg(
@@ -30,7 +26,12 @@ def register(sub) -> None:
         "(default: $STYLESEG_DATA)",
     )
     p.add_argument("--out", required=True, type=folder_arg, help="folder to create for the prepared dataset")
-    p.add_argument("--resolution", default="96x64", help="HxW, e.g. 96x64 (default) or 192x128")
+    p.add_argument(
+        "--resolution",
+        default=None,
+        help="HxW, e.g. 64x48 or 192x128 (default: the photos' median aspect at the largest shape of at most "
+        "96x64 pixels the generator can grow to: 64x48 for VITON's 4:3 photos, 96x64 for CCP's 3:2)",
+    )
     p.add_argument(
         "--classes",
         default=None,
@@ -70,7 +71,7 @@ def register(sub) -> None:
         "does nothing. Known: " + ", ".join(sorted(DATASETS)),
     )
     d.add_argument("name", choices=sorted(DATASETS))
-    d.add_argument("--root", default=None, help=f"where to keep datasets (default: {default_cache_root()})")
+    d.add_argument("--root", default=None, help=f"where to keep datasets (default: {cache_root()})")
     d.add_argument("--url", default=None, help="alternative archive URL (a mirror, or file:// for a local copy)")
     d.add_argument("--sha256", default=None, help="expected SHA-256 of the archive")
     d.set_defaults(func=cmd_download)
@@ -88,11 +89,19 @@ def register(sub) -> None:
 
 
 def cmd_prepare(args) -> int:
+    from tqdm import tqdm
+
+    from styleseg.data.geometry import parse_resolution
+    from styleseg.data.prepare import prepare_dataset
+
     source = resolve_data(args.data)
-    try:
-        resolution = parse_resolution(args.resolution)
-    except ValueError as exc:
-        raise StylesegError(str(exc)) from exc
+    if args.resolution is None:
+        resolution = report_shape_choice(source, args.image_dir, args.mask_dir)
+    else:
+        try:
+            resolution = parse_resolution(args.resolution)
+        except ValueError as exc:
+            raise StylesegError(f"--resolution: {exc}") from exc
     bar = tqdm(total=None, desc="prepare", unit="img", disable=not sys.stderr.isatty())
 
     def progress(done, total):
@@ -112,13 +121,34 @@ def cmd_prepare(args) -> int:
         fit=args.fit,
     )
     bar.close()
-    rate = meta["num_samples"] / max(meta["prepare_seconds"], 1e-9)
+    seconds = meta["prepare_seconds"]
+    speed = f", {meta['num_samples'] / seconds:.0f} images/s" if seconds >= 1 else ""  # rates of a blink mislead
     print(
-        f"prepared {meta['num_samples']} samples at {args.resolution} into {args.out} "
-        f"in {meta['prepare_seconds']} s ({rate:.0f} images/s, {meta['workers']} workers)"
+        f"prepared {meta['num_samples']} samples at {resolution[0]}x{resolution[1]} into {args.out} "
+        f"in {seconds} s ({meta['workers']} workers{speed})"
     )
     print_summary(meta)
     return 0
+
+
+def report_shape_choice(source: Path, image_dir=None, mask_dir=None) -> tuple[int, int]:
+    """The default shape for a source, printed with why, and a warning when fitting pads much."""
+    from styleseg.data.prepare import choose_resolution
+    from styleseg.data.readers import open_source
+
+    choice = choose_resolution(open_source(source, image_dir, mask_dir))
+    h, w = choice.resolution
+    print(
+        f"resolution {h}x{w}: the median photo is {choice.median_aspect:.3f} times as high as wide "
+        f"({choice.looked_at} photos looked at); --resolution chooses another"
+    )
+    if choice.padded_share > 0.05 or choice.photos_over_10pct > 0.1:
+        print(
+            f"warning: fitting the median photo to {h}x{w} pads or crops {choice.padded_share:.0%} of its frame, "
+            f"and {choice.photos_over_10pct:.0%} of the photos lose or gain more than 10 % (see --fit)",
+            file=sys.stderr,
+        )
+    return choice.resolution
 
 
 def print_summary(meta: dict) -> None:
@@ -148,25 +178,48 @@ def print_summary(meta: dict) -> None:
 
 
 def cmd_info(args) -> int:
-    ds = PreparedDataset(resolve_data(args.data))
-    print(f"prepared dataset {ds.root} (from {ds.meta['source']['path']})")
-    print_summary(ds.meta)
+    import json
+
+    root = resolve_data(args.data)
+    try:
+        meta = json.loads((root / "dataset.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise StylesegError(
+            f"{root / 'dataset.json'}: {exc}; {root} is not a prepared dataset (run `styleseg prepare`)"
+        ) from exc
+    print(f"prepared dataset {root} (from {meta.get('source', {}).get('path')})")
+    print_summary(meta)
     if args.preview:
-        idx = ds.indices(args.split, labeled_only=True)
-        if len(idx) == 0:
-            raise StylesegError(f"{ds.root}: split '{args.split}' has no labeled samples to preview")
-        pick = np.sort(np.random.default_rng(args.seed).choice(idx, min(args.n, len(idx)), replace=False))
-        images, masks = ds.load_batch(pick)
-        palette = ds.class_map.palette
-        tiles = [triplet(images[i].permute(1, 2, 0).numpy(), masks[i].numpy(), palette) for i in range(len(pick))]
-        picture = upscale(grid(tiles, cols=4), 2)
-        save_png(with_legend(picture, ds.class_map.classes, palette), args.preview)
-        print(f"preview of {len(pick)} {args.split} samples (image | mask | overlay): {args.preview}")
+        preview(root, args)
     return 0
 
 
+def preview(root: Path, args) -> None:
+    """A picture of n samples of a split: image | mask | overlay (the store read in full here)."""
+    import numpy as np
+
+    from styleseg.data.store import PreparedDataset
+    from styleseg.viz import grid, save_png, triplet, upscale, with_legend
+
+    ds = PreparedDataset(root)
+    idx = ds.indices(args.split, labeled_only=True)
+    if len(idx) == 0:
+        raise StylesegError(f"{ds.root}: split '{args.split}' has no labeled samples to preview")
+    pick = np.sort(np.random.default_rng(args.seed).choice(idx, min(args.n, len(idx)), replace=False))
+    images, masks = ds.load_batch(pick)
+    palette = ds.class_map.palette
+    tiles = [triplet(images[i].permute(1, 2, 0).numpy(), masks[i].numpy(), palette) for i in range(len(pick))]
+    picture = upscale(grid(tiles, cols=4), 2)
+    save_png(with_legend(picture, ds.class_map.classes, palette), args.preview)
+    print(f"preview of {len(pick)} {args.split} samples (image | mask | overlay): {args.preview}")
+
+
 def cmd_download(args) -> int:
-    root = Path(args.root) if args.root else default_cache_root()
+    from tqdm import tqdm
+
+    from styleseg.data.download import download_dataset
+
+    root = Path(args.root) if args.root else cache_root()
     bar = tqdm(unit="B", unit_scale=True, desc=f"download {args.name}", disable=not sys.stderr.isatty())
 
     def progress(done, total):
@@ -180,6 +233,7 @@ def cmd_download(args) -> int:
 
 
 def cmd_synthetic(args) -> int:
+    from styleseg.data.geometry import parse_resolution
     from styleseg.data.synthetic import write_synthetic_parsing
 
     try:

@@ -8,11 +8,10 @@ import time
 from pathlib import Path
 
 from styleseg.cli.common import DATA_ENV, folder_arg
-from styleseg.cli.main import main as cli_main
-from styleseg.data.download import default_cache_root, download_dataset
 from styleseg.errors import StylesegError
-from styleseg.models.weights import resolve_checkpoint
-from styleseg.training.run_dir import latest_run_dir
+from styleseg.paths import cache_root
+
+CCP12 = ["--classes", "ccp-12"]
 
 
 def register(sub) -> None:
@@ -32,11 +31,13 @@ def register(sub) -> None:
 
 
 def find_ccp(arg: str | None) -> Path:
+    from styleseg.data.download import download_dataset
+
     candidates = [
         arg,
         os.environ.get(DATA_ENV),
         "../shared/datasets/clothing-co-parsing",
-        str(default_cache_root() / "clothing-co-parsing"),
+        str(cache_root() / "clothing-co-parsing"),
     ]
     for c in candidates:
         if c and (Path(c) / "photos").is_dir():
@@ -44,45 +45,57 @@ def find_ccp(arg: str | None) -> Path:
     if arg or os.environ.get(DATA_ENV):
         raise StylesegError(f"{arg or os.environ.get(DATA_ENV)}: not a CCP dataset folder")
     print("CCP not found locally; downloading it")
-    path, _ = download_dataset("ccp", default_cache_root())
+    path, _ = download_dataset("ccp", cache_root())
     return path
 
 
-def _run(argv: list[str]) -> None:
+def _run(args, argv: list[str]) -> None:
+    """Run `styleseg ARGV` in this process (args.run_command is the CLI's entry point)."""
     print("$ styleseg " + " ".join(argv), flush=True)
-    rc = cli_main(argv)
+    rc = args.run_command(argv)
     if rc != 0:
         raise StylesegError(f"step failed with exit code {rc}: styleseg {' '.join(argv)}")
 
 
-def shipped_model_grid(out: Path) -> Path | None:
+def shipped_model_grid(args, out: Path) -> Path | None:
     """A grid from the first shipped model, beside the demo's own: minutes against hours of training."""
-    from styleseg.models.zoo import registry
+    from styleseg.models.registry import registry
 
     packaged = [name for name, entry in sorted(registry().items()) if entry.file]
     if not packaged:
         return None
     path = out / f"grid-{packaged[0]}.png"
-    _run(["grid", "--model", packaged[0], "--out", str(path)])
+    _run(args, ["grid", "--model", packaged[0], "--out", str(path)])
     return path
 
 
 def cmd_demo(args) -> int:
+    from styleseg.models.weights import resolve_checkpoint
+    from styleseg.training.run_dir import latest_run_dir
+
     start = time.perf_counter()
     out = Path(args.out)
     ccp = find_ccp(args.data)
     prepared = out / "prepared-48x32"
     if not (prepared / "dataset.json").exists():
-        _run(["prepare", "--data", str(ccp), "--out", str(prepared), "--resolution", "48x32", "--classes", "ccp-12"])
-    _run(["train", "--data", str(prepared), "--out", str(out / "runs"), "--preset", args.preset, "--resume", "auto"])
+        _run(
+            args,
+            ["prepare", "--data", str(ccp), "--out", str(prepared), "--resolution", "48x32", "--classes", "ccp-12"],
+        )
+    _run(
+        args,
+        ["train", "--data", str(prepared), "--out", str(out / "runs"), "--preset", args.preset, "--resume", "auto"],
+    )
     run = latest_run_dir(out / "runs")
     ckpt = resolve_checkpoint(run)
     grids = sorted((run / "samples").glob("grid-*.png"))
     shutil.copyfile(grids[-1], out / "grid.png")
-    _run(["generate", "--ckpt", str(ckpt), "--n", str(args.n), "--out", str(out / "generated"), "--overlays"])
-    _run(["mix", "--ckpt", str(ckpt), "--out", str(out / "explore")])
-    _run(["interpolate", "--ckpt", str(ckpt), "--out", str(out / "explore"), "--seeds", "0,1,2,3", "--steps", "8"])
-    shipped = shipped_model_grid(out)
+    _run(args, ["generate", "--ckpt", str(ckpt), "--n", str(args.n), "--out", str(out / "generated"), "--overlays"])
+    _run(args, ["mix", "--ckpt", str(ckpt), "--out", str(out / "explore")])
+    _run(
+        args, ["interpolate", "--ckpt", str(ckpt), "--out", str(out / "explore"), "--seeds", "0,1,2,3", "--steps", "8"]
+    )
+    shipped = shipped_model_grid(args, out)
     minutes = (time.perf_counter() - start) / 60
     print(f"\ndemo finished in {minutes:.1f} min")
     print(f"sample grid: {out / 'grid.png'} (what {minutes:.0f} minutes of training buy)")

@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
 from styleseg.cli.common import (
     add_data_arg,
@@ -18,24 +16,12 @@ from styleseg.cli.common import (
     load_model_arg,
     resolve_data,
 )
-from styleseg.data.store import PreparedDataset
-from styleseg.device import resolve_device
 from styleseg.errors import StylesegError
-from styleseg.evaluate import EvalOptions, evaluate, summary_table
-from styleseg.metrics.segmenter import (
-    SYNTHETIC_TARGETS,
-    SegmenterConfig,
-    evaluate_segmenter,
-    load_matching_segmenter,
-    load_segmenter,
-    save_segmenter,
-    segmenter_digest,
-    validation_halves,
-)
-from styleseg.metrics.segmenter_train import cached_segmenter
-from styleseg.stream import PairStream, StreamOptions
+from styleseg.options import SYNTHETIC_TARGETS, EvalOptions, SegmenterConfig, StreamOptions
+from styleseg.paths import segmenters_cache
 
-DEFAULT_CACHE = Path.home() / ".cache" / "styleseg" / "segmenters"
+if TYPE_CHECKING:  # annotations only: the command imports it when it runs
+    from styleseg.data.store import PreparedDataset
 
 
 def register(sub) -> None:
@@ -105,7 +91,7 @@ def register(sub) -> None:
         "(streamed, real+streamed, N real+streamed, streamed->N real); --mix is their share of a batch",
     )
     add_stream_args(p)
-    p.add_argument("--cache", default=str(DEFAULT_CACHE), help=f"segmenter cache (default {DEFAULT_CACHE})")
+    add_cache_arg(p)
     p.add_argument("--inception-weights", default=None, help="local Inception weights for FID (offline machines)")
     add_device_arg(p)
     p.set_defaults(func=cmd_evaluate)
@@ -116,7 +102,7 @@ def register(sub) -> None:
     add_data_arg(t, "prepared dataset: its labeled train split (default: $STYLESEG_DATA)")
     t.add_argument("--extra", action="append", default=[], help="more prepared datasets to train on (all samples)")
     t.add_argument("--out", required=True, type=folder_arg, help="folder for the trained segmenter")
-    t.add_argument("--cache", default=str(DEFAULT_CACHE))
+    add_cache_arg(t)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--max-steps", type=int, default=SegmenterConfig.max_steps, help="upper bound on steps")
     t.add_argument(
@@ -206,6 +192,20 @@ def add_recipe_args(p, who: str) -> None:
     )
 
 
+def add_cache_arg(p) -> None:
+    p.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="where trained segmenters are kept for reuse (default: $XDG_CACHE_HOME/styleseg/segmenters, "
+        "~/.cache/styleseg/segmenters)",
+    )
+
+
+def cache_arg(args) -> Path:
+    return args.cache or segmenters_cache()
+
+
 def add_stream_args(p) -> None:
     """How pairs streamed from a generator teach (shared by `evaluate --stream` and `segmenter train --generator`)."""
     p.add_argument(
@@ -262,6 +262,9 @@ def recipe(args) -> dict:
 
 
 def cmd_evaluate(args) -> int:
+    from styleseg.device import resolve_device
+    from styleseg.evaluate import evaluate, summary_table
+
     device = resolve_device(args.device)
     subset = read_subset(Path(args.real_subset)) if args.real_subset else None
     try:
@@ -294,7 +297,7 @@ def cmd_evaluate(args) -> int:
         real_subset=subset,
     )
     metrics = evaluate(
-        load_model_arg(args, device), resolve_data(args.data), Path(args.out), opts, device, Path(args.cache)
+        load_model_arg(args, device), resolve_data(args.data), Path(args.out), opts, device, cache_arg(args)
     )
     print(summary_table(metrics))
     print(
@@ -316,6 +319,14 @@ def read_subset(path: Path) -> list[int]:
 
 
 def cmd_seg_train(args) -> int:
+    import numpy as np
+
+    from styleseg.data.store import PreparedDataset
+    from styleseg.device import resolve_device
+    from styleseg.metrics.segmenter import evaluate_segmenter, save_segmenter, validation_halves
+    from styleseg.metrics.segmenter_train import cached_segmenter
+    from styleseg.stream import PairStream
+
     device = resolve_device(args.device)
     ds = PreparedDataset(resolve_data(args.data))
     train_idx = ds.indices("train", labeled_only=True)
@@ -353,7 +364,7 @@ def cmd_seg_train(args) -> int:
         pre_cfg = replace(cfg, synthetic_share=1.0)
         print("stage 1: the generator's pairs alone")
         pre, pre_path, pre_budget = cached_segmenter(
-            Path(args.cache), [], pre_cfg, device, select, init=None if init is None else init[:2], synthetic=stream
+            cache_arg(args), [], pre_cfg, device, select, init=None if init is None else init[:2], synthetic=stream
         )
         init = (pre.state_dict(), pre_path.name, {"folder": str(pre_path), "budget": pre_budget})
         synthetic = None
@@ -361,7 +372,7 @@ def cmd_seg_train(args) -> int:
     elif stream is not None and args.synthetic_share >= 1:
         sets = []
     model, cached, budget = cached_segmenter(
-        Path(args.cache), sets, cfg, device, select, init=None if init is None else init[:2], synthetic=synthetic
+        cache_arg(args), sets, cfg, device, select, init=None if init is None else init[:2], synthetic=synthetic
     )
     result = evaluate_segmenter(model, ds, "val", device)
     info = {"cache": str(cached), "val": result, "budget": budget, "real_train_samples": int(len(train_idx))}
@@ -394,6 +405,7 @@ def cmd_seg_train(args) -> int:
 
 def check_stream_fits(stream, ds: PreparedDataset) -> None:
     """The generator must draw the dataset's classes at its resolution."""
+
     model = stream.model
     if stream.class_map.classes != ds.class_map.classes:
         raise StylesegError(
@@ -410,6 +422,10 @@ def check_stream_fits(stream, ds: PreparedDataset) -> None:
 def starting_point(folder: Path, cfg: SegmenterConfig) -> tuple[dict, str, dict]:
     """(state dict, a key naming it, what it was) of a trained segmenter to start from; it must have
     this configuration's classes and width."""
+    import torch
+
+    from styleseg.metrics.segmenter import load_matching_segmenter, segmenter_digest
+
     model, meta, _ = load_matching_segmenter(
         folder, torch.device("cpu"), cfg.num_classes, cfg.width, use="start this training"
     )
@@ -419,6 +435,10 @@ def starting_point(folder: Path, cfg: SegmenterConfig) -> tuple[dict, str, dict]
 
 
 def cmd_seg_eval(args) -> int:
+    from styleseg.data.store import PreparedDataset
+    from styleseg.device import resolve_device
+    from styleseg.metrics.segmenter import evaluate_segmenter, load_segmenter
+
     device = resolve_device(args.device)
     model, _ = load_segmenter(Path(args.ckpt), device)
     ds = PreparedDataset(resolve_data(args.data))

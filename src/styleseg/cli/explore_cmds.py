@@ -4,24 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from styleseg.cli.common import add_device_arg, add_model_args, folder_arg, load_model_arg
-from styleseg.device import resolve_device
+from styleseg.cli.common import (
+    add_device_arg,
+    add_model_args,
+    finite_float,
+    float_list,
+    folder_arg,
+    int_list,
+    load_model_arg,
+    png_file,
+    positive_int,
+    seed_list,
+)
 from styleseg.errors import StylesegError
-from styleseg.explore import interpolate, sample_grid, style_mix, truncation_sweep
-
-
-def _ints(text: str) -> list[int]:
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError as exc:
-        raise StylesegError(f"expected comma-separated integers, got '{text}'") from exc
-
-
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError as exc:
-        raise StylesegError(f"expected comma-separated numbers, got '{text}'") from exc
 
 
 def _common(p) -> None:
@@ -37,18 +32,22 @@ def register(sub) -> None:
         description="Image and mask side by side along a path through Z (spherical) or W (linear).",
     )
     _common(p)
-    p.add_argument("--seeds", default="0,1,2,3", help="comma-separated seeds visited in order (default 0,1,2,3)")
+    p.add_argument(
+        "--seeds", type=int_list, default=[0, 1, 2, 3], help="comma-separated seeds visited in order (default 0,1,2,3)"
+    )
     p.add_argument("--space", choices=["z", "w"], default="z", help="z: spherical in Z; w: linear in W")
-    p.add_argument("--steps", type=int, default=16, help="frames between two seeds (default 16)")
-    p.add_argument("--truncation", type=float, default=1.0, metavar="PSI")
-    p.add_argument("--fps", type=int, default=12)
+    p.add_argument("--steps", type=positive_int, default=16, help="frames between two seeds (default 16)")
+    p.add_argument("--truncation", type=finite_float, default=1.0, metavar="PSI")
+    p.add_argument("--fps", type=positive_int, default=12)
     p.set_defaults(func=cmd_interpolate)
 
     p = sub.add_parser("mix", help="style-mixing grid (coarse, middle, fine styles from other seeds)")
     _common(p)
-    p.add_argument("--cols", default="0,1,2,3", help="seeds that give the base styles (columns)")
-    p.add_argument("--rows", default="10,11", help="seeds whose coarse/middle/fine styles are swapped in")
-    p.add_argument("--truncation", type=float, default=1.0, metavar="PSI")
+    p.add_argument("--cols", type=int_list, default=[0, 1, 2, 3], help="seeds that give the base styles (columns)")
+    p.add_argument(
+        "--rows", type=int_list, default=[10, 11], help="seeds whose coarse/middle/fine styles are swapped in"
+    )
+    p.add_argument("--truncation", type=finite_float, default=1.0, metavar="PSI")
     p.set_defaults(func=cmd_mix)
 
     p = sub.add_parser(
@@ -57,22 +56,29 @@ def register(sub) -> None:
         description="Samples of a model from fixed seeds (seed k is the same sample everywhere), with a legend.",
     )
     add_model_args(p)
-    p.add_argument("--out", required=True, help="PNG file to write")
-    p.add_argument("--seeds", default="0-15", help="seeds: a range A-B or comma-separated (default 0-15)")
-    p.add_argument("--cols", type=int, default=4, help="triplets per row (default 4)")
-    p.add_argument("--truncation", type=float, default=1.0, metavar="PSI")
+    p.add_argument("--out", required=True, type=png_file, help="PNG file to write")
+    p.add_argument(
+        "--seeds", type=seed_list, default=list(range(16)), help="seeds: a range A-B or comma-separated (default 0-15)"
+    )
+    p.add_argument("--cols", type=positive_int, default=4, help="triplets per row (default 4)")
+    p.add_argument("--truncation", type=finite_float, default=1.0, metavar="PSI")
     add_device_arg(p)
     p.set_defaults(func=cmd_grid)
 
     p = sub.add_parser("truncation", help="the same seeds across a range of truncation psi")
     _common(p)
-    p.add_argument("--seeds", default="0,1,2,3")
-    p.add_argument("--psi", default="1,0.8,0.6,0.4,0.2,0", help="comma-separated psi values")
+    p.add_argument("--seeds", type=int_list, default=[0, 1, 2, 3], help="comma-separated seeds (rows)")
+    p.add_argument(
+        "--psi", type=float_list, default=[1, 0.8, 0.6, 0.4, 0.2, 0], help="comma-separated psi values (columns)"
+    )
     p.set_defaults(func=cmd_truncation)
 
 
 def cmd_interpolate(args) -> int:
-    seeds = _ints(args.seeds)
+    from styleseg.device import resolve_device
+    from styleseg.explore import interpolate
+
+    seeds = args.seeds
     if len(seeds) < 2:
         raise StylesegError("--seeds needs at least two seeds")
     device = resolve_device(args.device)
@@ -94,11 +100,14 @@ def cmd_interpolate(args) -> int:
 
 
 def cmd_mix(args) -> int:
+    from styleseg.device import resolve_device
+    from styleseg.explore import style_mix
+
     device = resolve_device(args.device)
     path = style_mix(
         load_model_arg(args, device),
-        _ints(args.cols),
-        _ints(args.rows),
+        args.cols,
+        args.rows,
         Path(args.out),
         device,
         args.truncation,
@@ -107,26 +116,22 @@ def cmd_mix(args) -> int:
     return 0
 
 
-def _seed_list(text: str) -> list[int]:
-    if "-" in text and "," not in text:
-        a, b = text.split("-", 1)
-        try:
-            return list(range(int(a), int(b) + 1))
-        except ValueError as exc:
-            raise StylesegError(f"expected a seed range like 0-15, got '{text}'") from exc
-    return _ints(text)
-
-
 def cmd_grid(args) -> int:
+    from styleseg.device import resolve_device
+    from styleseg.explore import sample_grid
+
     device = resolve_device(args.device)
     model = load_model_arg(args, device)
-    path = sample_grid(model, _seed_list(args.seeds), Path(args.out), device, args.truncation, args.cols)
+    path = sample_grid(model, args.seeds, Path(args.out), device, args.truncation, args.cols)
     print(f"sample grid ({model.path}, kimg {model.kimg:.1f}): {path}")
     return 0
 
 
 def cmd_truncation(args) -> int:
+    from styleseg.device import resolve_device
+    from styleseg.explore import truncation_sweep
+
     device = resolve_device(args.device)
-    path = truncation_sweep(load_model_arg(args, device), _ints(args.seeds), _floats(args.psi), Path(args.out), device)
+    path = truncation_sweep(load_model_arg(args, device), args.seeds, args.psi, Path(args.out), device)
     print(f"truncation sweep: {path}")
     return 0

@@ -6,13 +6,17 @@ import sys
 import time
 from pathlib import Path
 
-from tqdm import tqdm
-
-from styleseg.cli.common import add_device_arg, add_model_args, folder_arg, load_model_arg
-from styleseg.device import resolve_device
+from styleseg.cli.common import (
+    add_device_arg,
+    add_model_args,
+    finite_float,
+    folder_arg,
+    fraction,
+    load_model_arg,
+    positive_int,
+)
 from styleseg.errors import StylesegError
-from styleseg.generate import GenerateOptions, generate_dataset
-from styleseg.metrics.segmenter import load_segmenter
+from styleseg.options import GenerateOptions
 
 
 def register(sub) -> None:
@@ -23,31 +27,56 @@ def register(sub) -> None:
         "manifest.jsonl. An interrupted run continues where it stopped when run again with the same --out.",
     )
     add_model_args(p)
-    p.add_argument("--n", type=int, required=True, help="number of pairs to keep")
+    p.add_argument("--n", type=positive_int, required=True, help="number of pairs to keep")
     p.add_argument("--out", required=True, type=folder_arg, help="output folder")
-    p.add_argument("--seed", type=int, default=0, help="first seed; sample k uses seed+k (default 0)")
-    p.add_argument("--truncation", type=float, default=1.0, metavar="PSI", help="truncation psi (default 1)")
-    p.add_argument("--batch", type=int, default=32, help="samples per forward pass (default 32)")
+    p.add_argument(
+        "--seed", type=int, default=GenerateOptions.seed, help="first seed; sample k uses seed+k (default 0)"
+    )
+    p.add_argument(
+        "--truncation", type=finite_float, default=GenerateOptions.psi, metavar="PSI", help="truncation psi (default 1)"
+    )
+    p.add_argument(
+        "--batch", type=positive_int, default=GenerateOptions.batch, help="samples per forward pass (default 32)"
+    )
     p.add_argument("--overlays", action="store_true", help="also write overlays/")
     p.add_argument("--require-person", action="store_true", help="drop samples whose mask has no person")
     p.add_argument(
         "--min-person-fraction",
-        type=float,
-        default=0.0,
+        type=fraction,
+        default=GenerateOptions.min_person_fraction,
         help="drop samples whose person area is below this fraction of the image",
     )
     p.add_argument(
         "--min-confidence",
-        type=float,
-        default=0.0,
+        type=fraction,
+        default=GenerateOptions.min_confidence,
         help="drop samples whose mean per-pixel class confidence (top softmax probability) is below this",
     )
     p.add_argument("--filter-segmenter", default=None, help="a `segmenter train` folder, for --min-agreement")
     p.add_argument(
         "--min-agreement",
-        type=float,
-        default=0.0,
+        type=fraction,
+        default=GenerateOptions.min_agreement,
         help="drop samples whose mask agrees with the filter segmenter's prediction below this mIoU",
+    )
+    p.add_argument(
+        "--classes",
+        type=lambda text: [c for c in text.split(",") if c],
+        default=[],
+        metavar="NAME,...",
+        help="class-targeted sampling: ask for pairs that show these classes (e.g. skirt,coat), screened in "
+        "w-space and checked on the mask",
+    )
+    p.add_argument(
+        "--class-rate",
+        type=fraction,
+        default=GenerateOptions.class_rate,
+        help="with --classes: the share of pairs that should show one of them (e.g. 0.5)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="start --out over when it holds pairs generated with other options (they are removed)",
     )
     p.add_argument("--no-write", action="store_true", help="generate without writing files (benchmarking)")
     add_device_arg(p)
@@ -55,6 +84,16 @@ def register(sub) -> None:
 
 
 def cmd_generate(args) -> int:
+    from tqdm import tqdm
+
+    from styleseg.device import resolve_device
+    from styleseg.generate import generate_dataset
+    from styleseg.metrics.segmenter import load_segmenter
+
+    if args.min_agreement > 0 and not args.filter_segmenter:
+        raise StylesegError("--min-agreement needs --filter-segmenter DIR (a `styleseg segmenter train` folder)")
+    if args.classes and not args.class_rate:
+        raise StylesegError("--classes needs a --class-rate in (0, 1], e.g. --class-rate 0.5")
     device = resolve_device(args.device)
     model = load_model_arg(args, device)
     opts = GenerateOptions(
@@ -68,17 +107,18 @@ def cmd_generate(args) -> int:
         min_confidence=args.min_confidence,
         filter_segmenter=load_segmenter(Path(args.filter_segmenter), device)[0] if args.filter_segmenter else None,
         min_agreement=args.min_agreement,
+        filter_segmenter_dir=str(Path(args.filter_segmenter).resolve()) if args.filter_segmenter else None,
+        classes=args.classes,
+        class_rate=args.class_rate,
         write=not args.no_write,
     )
-    if args.min_agreement > 0 and not args.filter_segmenter:
-        raise StylesegError("--min-agreement needs --filter-segmenter DIR (a `styleseg segmenter train` folder)")
     bar = tqdm(total=args.n, unit="pair", desc="generate", disable=not sys.stderr.isatty())
 
     def progress(done, total):
         bar.update(done - bar.n)
 
     start = time.perf_counter()
-    result = generate_dataset(model, Path(args.out), opts, device, progress)
+    result = generate_dataset(model, Path(args.out), opts, device, progress, force=args.force)
     bar.close()
     elapsed = time.perf_counter() - start
     new = result["kept"] + result["dropped"] - result["resumed"]

@@ -21,8 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
         models_cmd,
         train_cmd,
     )
+    from styleseg.cli.common import OneLineParser
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="styleseg",
         description="A style-based GAN that learns fashion photos and their segmentation maps jointly.",
     )
@@ -46,10 +47,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.run_command = main  # for commands made of other commands (demo), without importing this module
     try:
         return int(args.func(args) or 0)
     except StylesegError as exc:
         print(f"styleseg {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file system that refused (full disk, permissions): named, not a traceback
+        where = exc.filename or "a file"
+        print(f"styleseg {args.command}: error: {where}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"styleseg {args.command}: interrupted", file=sys.stderr)

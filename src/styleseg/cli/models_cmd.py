@@ -6,10 +6,7 @@ import json
 from pathlib import Path
 
 from styleseg.cli.common import add_device_arg
-from styleseg.device import resolve_device
-from styleseg.models.load import load_generator
-from styleseg.models.zoo import export_generator, load_exported, model_path, models_cache, registry
-from styleseg.training.checkpoint import discriminator_state
+from styleseg.paths import models_cache
 
 
 def register(sub) -> None:
@@ -44,6 +41,8 @@ def register(sub) -> None:
 
 
 def cmd_list(args) -> int:
+    from styleseg.models.registry import exported_metadata, model_path, registry
+
     models = registry()
     if not models:
         print("no models registered")
@@ -51,17 +50,25 @@ def cmd_list(args) -> int:
     for name, entry in sorted(models.items()):
         where = "packaged" if entry.file else f"hosted: {entry.url} (sha256 {entry.sha256[:12]}…)"
         line = f"{name:<20} {entry.description}  [{where}]"
-        if entry.file:
-            model = load_exported(model_path(name), resolve_device("cpu"))
-            h, w = model.config.model.resolution
-            size = model_path(name).stat().st_size / 2**20
-            line += f"\n{'':<20} {h}x{w}, {model.level.num_classes} classes ({model.class_map.name}), "
-            line += f"{model.kimg:.0f} kimg, {size:.1f} MiB"
+        if entry.file:  # read from the file's header: no weights loaded
+            path = model_path(name)
+            meta = exported_metadata(path)
+            h, w = json.loads(meta["config"])["model"]["resolution"]
+            classes = json.loads(meta["classes"])
+            k = len(classes["classes"]) if isinstance(classes, dict) else len(classes)
+            name_of_map = classes.get("name", "custom") if isinstance(classes, dict) else "custom"
+            line += f"\n{'':<20} {h}x{w}, {k} classes ({name_of_map}), "
+            line += f"{float(meta['kimg']):.0f} kimg, {path.stat().st_size / 2**20:.1f} MiB"
         print(line)
     return 0
 
 
 def cmd_export(args) -> int:
+    from styleseg.device import resolve_device
+    from styleseg.models.load import load_generator
+    from styleseg.models.zoo import export_generator
+    from styleseg.training.checkpoint import discriminator_state
+
     model = load_generator(Path(args.ckpt), resolve_device(args.device))
     card = json.loads(Path(args.card).read_text()) if args.card else None
     d_state, ada_p = discriminator_state(model.path) if args.with_discriminator else (None, None)

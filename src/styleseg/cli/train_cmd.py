@@ -5,24 +5,23 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-
-import torch
-import yaml
+from typing import TYPE_CHECKING
 
 from styleseg.cli.common import add_data_arg, folder_arg, resolve_data
-from styleseg.config import apply_overrides, build_config, config_from_json, preset_names, to_dict
-from styleseg.data.prepare import prepare_dataset, resolve_class_map
-from styleseg.data.readers import open_source
-from styleseg.data.store import PreparedDataset
-from styleseg.device import resolve_device
+from styleseg.config import (
+    TrainConfig,
+    apply_overrides,
+    build_config,
+    config_from_json,
+    data_recipe,
+    from_dict,
+    preset_names,
+    to_dict,
+)
 from styleseg.errors import StylesegError
-from styleseg.jsonio import write_json
-from styleseg.models.weights import load_json, resolve_checkpoint
-from styleseg.training import distributed as dist
-from styleseg.training.loop import Trainer, describe_schedule
-from styleseg.training.precision import choose_dtype, use_tf32
-from styleseg.training.run_dir import latest_run_dir, new_run_dir, provenance
-from styleseg.training.warm_start import read_warm_start, warm_start_config
+
+if TYPE_CHECKING:  # annotations only: the command imports it when it runs
+    from styleseg.data.store import PreparedDataset
 
 
 def register(sub) -> None:
@@ -37,8 +36,9 @@ def register(sub) -> None:
     p.add_argument(
         "--preset",
         default=None,
-        help="preset name or YAML file (default: demo); with --init, the recipe to go on with, whose network "
-        "may add resolution stages to the source's (e.g. --init viton64-lip12 --preset viton128)",
+        help="preset name or YAML file (default: a recipe derived from the data: its resolution and aspect, its "
+        "class levels, its size); with --init, the recipe to go on with, whose network may add resolution "
+        "stages to the source's (e.g. --init viton64-lip12 --preset viton128)",
     )
     p.add_argument(
         "--set",
@@ -77,28 +77,90 @@ def register(sub) -> None:
 
 
 def _prepared(data_path: Path, out: Path, cfg) -> PreparedDataset:
-    """Use a prepared dataset as is; prepare a raw one once into out/prepared/."""
+    """Use a prepared dataset as is; prepare a raw one once into out/prepared/ (at the config's
+    resolution, or with no config at the photos' own shape)."""
+    from styleseg.data.prepare import choose_resolution, prepare_dataset, resolve_class_map
+    from styleseg.data.readers import open_source
+    from styleseg.data.store import PreparedDataset
+    from styleseg.training import distributed as dist
+
     if (data_path / "dataset.json").exists():
         return PreparedDataset(data_path)
     reader = open_source(data_path)
-    class_map = resolve_class_map(reader, cfg.classes)
-    h, w = cfg.model.resolution
+    class_map = resolve_class_map(reader, cfg.classes if cfg else None)
+    h, w = cfg.model.resolution if cfg else choose_resolution(reader).resolution
     target = out / "prepared" / f"{data_path.name}-{h}x{w}-{class_map.name}"
     if not (target / "dataset.json").exists():
         if dist.is_main():
             print(f"preparing {data_path} at {h}x{w} ({class_map.name}) into {target}")
-            prepare_dataset(data_path, target, (h, w), cfg.classes)
+            prepare_dataset(data_path, target, (h, w), cfg.classes if cfg else None)
         dist.barrier()
     return PreparedDataset(target)
 
 
+def recipe_config(data_path: Path, out: Path, overrides: list[str], prepare: bool = True):
+    """The config of a run given no preset: a recipe derived from the data (config.data_recipe), with
+    --set overrides, printed before training starts (config.json records it). Raw data is prepared
+    first at its photos' own shape."""
+    from styleseg.data.store import PreparedDataset
+
+    if (data_path / "dataset.json").exists():
+        ds = PreparedDataset(data_path)
+    elif prepare:
+        ds = _prepared(data_path, out, None)
+    else:  # --dry-run on raw data: what preparing would give, without writing it
+        return _raw_recipe(data_path, overrides)
+    train = ds.indices("train")
+    labeled = ds.indices("train", labeled_only=True)
+    recipe = data_recipe(ds.resolution, len(ds.class_map.levels()), len(train), len(labeled))
+    cfg = from_dict(TrainConfig, apply_overrides(recipe, overrides))
+    levels = ds.class_map.levels()
+    print(
+        f"no --preset: a recipe derived from {ds.root} ({len(train)} train photos, {len(labeled)} labelled, "
+        f"{ds.resolution[0]}x{ds.resolution[1]}, class map '{ds.class_map.name}' with {len(levels) - 1} coarse "
+        f"level{'s' * (len(levels) != 2)}): growth phases of {cfg.schedule.stable_kimg:g} kimg, "
+        f"{cfg.schedule.total_kimg:g} kimg in all (--set overrides any field; --dry-run prints them all)"
+    )
+    return cfg
+
+
+def _raw_recipe(data_path: Path, overrides: list[str]):
+    from styleseg.data.prepare import choose_resolution, resolve_class_map
+    from styleseg.data.readers import open_source
+
+    reader = open_source(data_path)
+    levels = resolve_class_map(reader, None).levels()
+    train = [s for s in reader.samples if s.split == "train"]
+    labeled = [s for s in train if s.mask_path is not None]
+    recipe = data_recipe(choose_resolution(reader).resolution, len(levels), len(train), len(labeled))
+    return from_dict(TrainConfig, apply_overrides(recipe, overrides))
+
+
 def _levels_for_dry_run(data_path: Path, cfg):
+    from styleseg.data.prepare import resolve_class_map
+    from styleseg.data.readers import open_source
+    from styleseg.data.store import PreparedDataset
+
     if (data_path / "dataset.json").exists():
         return PreparedDataset(data_path).class_map.levels()
     return resolve_class_map(open_source(data_path), cfg.classes).levels()
 
 
 def cmd_train(args) -> int:
+    import torch
+    import yaml
+
+    from styleseg.device import resolve_device
+    from styleseg.jsonio import write_json
+    from styleseg.models.weights import load_json, resolve_checkpoint
+    from styleseg.training import distributed as dist
+    from styleseg.training.growth_events import describe_schedule
+    from styleseg.training.loop import Trainer
+    from styleseg.training.precision import choose_dtype, use_tf32
+    from styleseg.training.preflight import check_config_fits
+    from styleseg.training.run_dir import latest_run_dir, new_run_dir, provenance
+    from styleseg.training.warm_start import apply_warm_start, check_warm_start, read_warm_start, warm_start_config
+
     out = Path(args.out)
     resume_ckpt = None
     if args.resume:
@@ -120,15 +182,19 @@ def cmd_train(args) -> int:
         cfg = config_from_json(data)
     elif warm is not None:
         cfg = warm_start_config(warm, args.preset, args.overrides, d_only_kimg)
+    elif args.preset:
+        cfg = build_config(args.preset, args.overrides)
     else:
-        cfg = build_config(args.preset or "demo", args.overrides)
-    if args.device:
-        cfg.device = args.device
+        cfg = None  # a recipe derived from the data (config.data_recipe), once the data is known
     data_path = (
         resolve_data(args.data)
         if not (resume_ckpt and not args.data)
         else Path(load_json(resume_ckpt / "meta.json")["data"])
     )
+    if cfg is None:
+        cfg = recipe_config(data_path, out, args.overrides, prepare=not args.dry_run)
+    if args.device:
+        cfg.device = args.device
 
     if args.dry_run:
         print("# resolved config")
@@ -136,6 +202,10 @@ def cmd_train(args) -> int:
         print("\n# schedule")
         print(describe_schedule(cfg, _levels_for_dry_run(data_path, cfg)))
         return 0
+    data = _prepared(data_path, out, cfg)
+    check_config_fits(cfg, data)  # before the run folder: a refused command leaves nothing behind
+    if warm is not None:
+        check_warm_start(warm, cfg, data)
 
     device = resolve_device(cfg.device)
     dist.init(device.type)
@@ -152,7 +222,6 @@ def cmd_train(args) -> int:
             f"bf16 {precision['bf16_seconds']} s)"
         )
     try:
-        data = _prepared(data_path, out, cfg)
         if resume_ckpt is not None:
             run = resume_ckpt.parent.parent
         else:
@@ -166,7 +235,7 @@ def cmd_train(args) -> int:
             trainer.load(resume_ckpt)
             dist.print0(f"resumed from {resume_ckpt} at kimg {trainer.kimg:.2f}")
         elif warm is not None:
-            trainer.warm_start(warm, d_only_kimg)
+            apply_warm_start(trainer, warm, d_only_kimg)
             alone = (trainer.d_only_until - trainer.images_seen) / 1000
             dist.print0(
                 f"initialised from {warm.path} at kimg {warm.kimg:.2f} ("

@@ -29,3 +29,22 @@ def repeat_factors(presence: np.ndarray, threshold: float) -> np.ndarray:
     share = presence.mean(axis=0)
     per_class = np.maximum(1.0, np.sqrt(threshold / np.maximum(share, 1e-12)))
     return np.where(presence, per_class, 1.0).max(axis=1)
+
+
+def sampler_repeat_factors(
+    ds: PreparedDataset, train_photos: np.ndarray, labeled: np.ndarray, num_classes: int, threshold: float
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Repeat factors of a GAN run's photo and pair samplers under a repeat threshold, from the
+    labelled samples' class presence (unlabelled photos keep 1), and what to record about them.
+    `labeled` must be sorted."""
+    pairs = repeat_factors(class_presence(ds, labeled, num_classes), threshold)
+    photos = np.ones(len(train_photos))
+    is_pair = np.isin(train_photos, labeled)
+    photos[is_pair] = pairs[np.searchsorted(labeled, train_photos[is_pair])]
+    record = {
+        "repeat_threshold": threshold,
+        "repeat_factor_max": round(float(pairs.max()), 3),
+        "repeated_share": round(float((pairs > 1).mean()), 4),
+        "epoch_growth": round(float(pairs.mean()), 4),
+    }
+    return photos, pairs, record

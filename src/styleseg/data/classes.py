@@ -10,7 +10,6 @@ own sides): every horizontal flip of a mask swaps them.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 import yaml
 
 from styleseg.errors import DataError
+from styleseg.jsonio import write_json
 
 BACKGROUND = "background"
 
@@ -438,4 +438,4 @@ def get_class_map(name_or_path: str) -> ClassMap:
 
 
 def write_classes_json(class_map: ClassMap, path: Path) -> None:
-    path.write_text(json.dumps(class_map.to_json(), indent=2) + "\n")
+    write_json(path, class_map.to_json())

@@ -21,15 +21,18 @@ from pathlib import Path
 import numpy as np
 
 from styleseg.data.classes import ClassMap
-from styleseg.data.readers import SPLITS, SourceSample, hash_split
+from styleseg.data.samples import SPLITS, SourceSample, hash_split
 from styleseg.errors import DataError
+
+NOT_COCO = {"classes.json", "dataset.json", "generation.json", "ids.json"}
+"""JSON files styleseg itself writes beside datasets: never COCO annotations."""
 
 
 def find_coco_files(root: Path) -> list[Path]:
     """COCO instance JSON files of a dataset folder: annotations/*.json, else *.json in the root."""
     root = Path(root)
     files = sorted((root / "annotations").glob("*.json")) if (root / "annotations").is_dir() else []
-    return files or sorted(p for p in root.glob("*.json") if p.name not in {"classes.json", "dataset.json"})
+    return files or sorted(p for p in root.glob("*.json") if p.name not in NOT_COCO)
 
 
 def _split_of_file(path: Path) -> str | None:
@@ -47,6 +50,23 @@ def _load_json(path: Path) -> dict:
     if missing:
         raise DataError(f"{path}: not a COCO instances file (no {', '.join(missing)} list)")
     return data
+
+
+def check_polygons(path: Path, ann: dict) -> None:
+    """A polygon segmentation is a list of flat lists x1, y1, x2, y2, ... of at least three points;
+    pycocotools' own errors on anything else ("input type is not supported", "Argument 'bb' has
+    incorrect type") name neither the file nor the annotation."""
+    seg = ann.get("segmentation")
+    if not isinstance(seg, list):
+        return
+    for k, poly in enumerate(seg):
+        where = f"{path}: annotation {ann.get('id')}, polygon {k}"
+        if not isinstance(poly, list) or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in poly):
+            raise DataError(f"{where}: a polygon is a flat list of numbers x1, y1, x2, y2, ..., not {str(poly)[:40]}")
+        if len(poly) % 2:
+            raise DataError(f"{where}: {len(poly)} coordinates, an odd number (x, y pairs expected)")
+        if len(poly) < 6:
+            raise DataError(f"{where}: {len(poly) // 2} point(s); a polygon needs at least 3")
 
 
 class CocoReader:
@@ -92,6 +112,7 @@ class CocoReader:
                     )
                 if ann.get("image_id") not in images:
                     raise DataError(f"{path}: annotation {ann.get('id')} refers to unknown image {ann.get('image_id')}")
+                check_polygons(path, ann)
                 self._records[images[ann["image_id"]]][2].append(ann)
         self.category_ids = sorted(categories)
         self.source_labels = ("background",) + tuple(categories[c] for c in self.category_ids)

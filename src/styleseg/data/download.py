@@ -8,7 +8,6 @@ place. A second call finds the complete folder and does nothing.
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import tempfile
 import urllib.request
@@ -17,7 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from styleseg.data.readers import open_source
 from styleseg.errors import DataError
 
 
@@ -36,10 +34,6 @@ DATASETS = {
         "clothing-co-parsing",
     ),
 }
-
-
-def default_cache_root() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "styleseg"
 
 
 def _fetch(url: str, dest: Path, progress: Callable[[int, int], None] | None) -> str:
@@ -75,6 +69,8 @@ def download_dataset(
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[Path, bool]:
     """Make `root/<folder>` hold the dataset. Returns (path, downloaded_now)."""
+    from styleseg.data.readers import open_source  # numpy, scipy, PIL: imported when a dataset is fetched
+
     if name not in DATASETS:
         raise DataError(f"unknown dataset '{name}': choose from {sorted(DATASETS)}")
     source = DATASETS[name]

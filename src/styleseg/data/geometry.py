@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from styleseg.options import FIT_MODES
+
 
 def parse_resolution(text: str) -> tuple[int, int]:
     """'96x64' -> (96, 64) as (H, W)."""
@@ -40,9 +42,6 @@ def letterbox_padding(h: int, w: int, out_h: int, out_w: int) -> tuple[int, int,
     new_h = round(w * target)
     extra = max(new_h - h, 0)
     return extra // 2, extra - extra // 2, 0, 0
-
-
-FIT_MODES = ("pad-edge", "crop")
 
 
 def crop_box(h: int, w: int, out_h: int, out_w: int) -> tuple[int, int, int, int]:

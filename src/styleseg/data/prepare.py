@@ -1,4 +1,5 @@
-"""`styleseg prepare`: read a source dataset once and write a memory-mappable store for training.
+"""`styleseg prepare`: read a source dataset once and write a prepared store for training (read
+back by rows with positioned reads, see rows.py and store.py).
 
 The store holds uint8 images (N, H, W, 3), uint8 class-id masks (N, H, W), a labeled flag and a
 split per sample, plus dataset.json. It is written into a temporary folder and renamed at the end,
@@ -8,28 +9,29 @@ so an interrupted run never leaves something that looks complete.
 from __future__ import annotations
 
 import itertools
-import json
+import math
 import multiprocessing
 import os
 import shutil
 import time
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image, UnidentifiedImageError
 
 from styleseg import __version__
 from styleseg.data.classes import ClassMap, get_class_map
 from styleseg.data.geometry import letterbox_image, letterbox_mask
-from styleseg.data.readers import SPLITS, SourceSample, open_source, read_image
+from styleseg.data.readers import open_source
 from styleseg.data.rows import RowWriter
+from styleseg.data.samples import SourceSample, read_image
+from styleseg.data.store import SPLIT_CODES, write_store_index
 from styleseg.errors import DataError
-
-FORMAT_VERSION = 1
-SPLIT_CODES = {name: i for i, name in enumerate(SPLITS)}
 
 # Per-worker state, set once by _init_worker so samples travel as small records.
 _WORKER: dict = {}
@@ -129,6 +131,62 @@ def _fsync_tree(folder: Path) -> None:
             os.fsync(f.fileno())
 
 
+# Aspects (H:W) a prepared store can take: each a base shape the generator starts from (config.py).
+BASE_SHAPES = ((4, 3), (3, 2), (4, 4), (3, 4), (2, 3))
+MAX_PIXELS = 96 * 64
+"""Default size: the largest shape of the chosen aspect with at most this many pixels (96x64, the
+largest that trains on a 2-core CPU in hours) and no taller than the median photo (no up-sampling)."""
+ASPECT_SAMPLE = 200
+"""Photos whose sizes (read from their headers) decide the default shape."""
+
+
+@dataclass(frozen=True)
+class ShapeChoice:
+    resolution: tuple[int, int]
+    median_aspect: float
+    """Median H / W of the photos looked at."""
+    padded_share: float
+    """Share of the median photo's frame that fitting it to `resolution` pads (or crops)."""
+    photos_over_10pct: float
+    """Share of the photos looked at that lose or gain more than 10 % of their frame."""
+    looked_at: int
+
+
+def choose_resolution(reader, sample: int = ASPECT_SAMPLE) -> ShapeChoice:
+    """The default prepared shape: the base aspect nearest (in log ratio) to the photos' median H/W,
+    at the largest power-of-two multiple within MAX_PIXELS and the median photo's height (VITON's
+    256x192 photos: 64x48; CCP's 825x550: 96x64)."""
+    samples = reader.samples
+    if not samples:
+        raise DataError(f"{reader.root}: no photos to prepare")
+    pick = [samples[i] for i in np.linspace(0, len(samples) - 1, min(sample, len(samples))).round().astype(int)]
+    sizes = np.array([_photo_size(s.image_path) for s in pick], np.float64)
+    aspects = sizes[:, 0] / sizes[:, 1]
+    median = float(np.median(aspects))
+    bh, bw = min(BASE_SHAPES, key=lambda b: abs(math.log(median / (b[0] / b[1]))))
+    k = int(math.floor(math.log2(math.sqrt(MAX_PIXELS / (bh * bw)))))
+    while k > 0 and bh << k > np.median(sizes[:, 0]):
+        k -= 1
+    resolution = (bh << k, bw << k)
+    target = bh / bw
+
+    def padded(a):
+        return 1 - np.minimum(a / target, target / a)
+
+    return ShapeChoice(resolution, median, float(padded(median)), float((padded(aspects) > 0.1).mean()), len(pick))
+
+
+def _photo_size(path: Path) -> tuple[int, int]:
+    """(H, W) from the image header, without decoding the pixels."""
+    try:
+        with Image.open(path) as im:
+            return im.height, im.width
+    except FileNotFoundError as exc:
+        raise DataError(f"{path}: image file is missing") from exc
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        raise DataError(f"{path}: corrupt or unreadable image ({exc})") from exc
+
+
 def prepare_dataset(
     source: Path,
     out: Path,
@@ -197,13 +255,10 @@ def prepare_dataset(
                 pool.shutdown(cancel_futures=True)
         for writer in writers:
             writer.close()
-        np.save(tmp / "labeled.npy", labeled)
-        np.save(tmp / "split.npy", split)
-        (tmp / "ids.json").write_text(json.dumps([s.id for s in samples]))
         meta = _metadata(reader, class_map, resolution, train_pixels, labeled, split)
         meta.update(fit=fit, image_mips=factors, workers=workers)
         meta["prepare_seconds"] = round(time.perf_counter() - start, 1)
-        (tmp / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
+        meta = write_store_index(tmp, labeled, split, [s.id for s in samples], meta)
         _fsync_tree(tmp)
         _replace(tmp, out)
     except BaseException:
@@ -232,12 +287,10 @@ def _metadata(reader, class_map: ClassMap, resolution, pixels: np.ndarray, label
         counts[name] = {"labeled": int((in_split & labeled).sum()), "unlabeled": int((in_split & ~labeled).sum())}
     freq = pixels / max(pixels.sum(), 1)
     return {
-        "format_version": FORMAT_VERSION,
         "styleseg_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "source": {"path": str(Path(reader.root).resolve()), "layout": reader.name},
         "resolution": list(resolution),
-        "num_samples": int(len(split)),
         "counts": counts,
         "classes": class_map.to_json(),
         "class_pixel_frequency": {c: float(f) for c, f in zip(class_map.classes, freq)},

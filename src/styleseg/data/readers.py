@@ -7,12 +7,12 @@
   {train,val}_images/ + {train,val}_segmentations/, CIHP's {Training,Validation}/Images/ +
   Category_ids/, ATR's JPEGImages/ + SegmentationClassAug/, or any two folders named by the user.
 - COCO-format JSON (polygons or RLE) in `coco.py`.
+What every reader returns (SourceSample) and the split rule they share live in `samples.py`.
 Readers return plain numpy arrays and raise DataError naming the file on any problem.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,33 +22,10 @@ import scipy.io
 from PIL import Image, UnidentifiedImageError
 from scipy.io.matlab import MatReadError
 
-from styleseg.data.classes import ATR_LABELS, CCP_LABELS, LIP_LABELS, ClassMap
+from styleseg.data.classes import ATR_LABELS, LIP_LABELS, ClassMap
+from styleseg.data.coco import CocoReader, find_coco_files
+from styleseg.data.samples import IMAGE_SUFFIXES, SPLITS, SourceSample, hash_split
 from styleseg.errors import DataError
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
-SPLITS = ("train", "val", "test")
-
-
-@dataclass(frozen=True)
-class SourceSample:
-    """One photo, its optional mask file, and its split."""
-
-    id: str
-    image_path: Path
-    mask_path: Path | None
-    split: str
-
-
-def read_image(path: Path) -> np.ndarray:
-    """(H, W, 3) uint8 RGB, or DataError naming the file."""
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return np.asarray(im.convert("RGB"))
-    except FileNotFoundError as exc:
-        raise DataError(f"{path}: image file is missing") from exc
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
-        raise DataError(f"{path}: corrupt or unreadable image ({exc})") from exc
 
 
 class CCPReader:
@@ -164,12 +141,6 @@ PARSING_LAYOUTS = (
 CLASS_FILES = ("classes.json", "classes.txt")
 
 
-def hash_split(stem: str) -> str:
-    """A deterministic 90/10 train/val split by name (first 8 hex digits of SHA-1 mod 10 == 0 -> val),
-    stable as files are added."""
-    return "val" if int(hashlib.sha1(stem.encode()).hexdigest()[:8], 16) % 10 == 0 else "train"
-
-
 def read_class_file(path: Path) -> ClassMap:
     """classes.json (a list of names, {"classes": [...]}, or styleseg's class table) or classes.txt."""
     try:
@@ -252,8 +223,6 @@ def custom_layout(image_dir: str, mask_dir: str) -> ParsingLayout:
 
 def open_source(root: Path, image_dir: str | None = None, mask_dir: str | None = None):
     """Detect the layout of a source dataset folder (or use the named image and mask folders)."""
-    from styleseg.data.coco import CocoReader, find_coco_files
-
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: dataset folder not found")
@@ -277,15 +246,3 @@ def open_source(root: Path, image_dir: str | None = None, mask_dir: str | None =
         " + ".join(f"{p.images}/ & {p.masks}/" for p in lay.pairs) + f" ({lay.name})" for lay in PARSING_LAYOUTS
     ]
     raise DataError(f"{root}: not a known dataset layout; looked for " + "; ".join(looked_for))
-
-
-__all__ = [
-    "CCP_LABELS",
-    "CCPReader",
-    "ParsingFolderReader",
-    "PARSING_LAYOUTS",
-    "SourceSample",
-    "hash_split",
-    "open_source",
-    "read_image",
-]

@@ -1,4 +1,11 @@
-"""The prepared store, read by rows (bounded memory, see rows.py), and a resumable sampler over it."""
+"""The prepared store: its format (written here, by `write_store_index` for every writer and
+`write_store` for small in-memory stores), read by rows with positioned reads (bounded memory, see
+rows.py), and a resumable sampler over it.
+
+A store is a folder: images.npy (N, H, W, 3) uint8, masks.npy (N, H, W) uint8, images-xF.npy
+(area-averaged copies at 1/F of the resolution, F in dataset.json's image_mips), labeled.npy (N,)
+bool, split.npy (N,) uint8 codes of SPLITS, ids.json (the source's sample ids) and dataset.json
+(format version, resolution, classes, counts, source, ...)."""
 
 from __future__ import annotations
 
@@ -10,9 +17,51 @@ import numpy as np
 import torch
 
 from styleseg.data.classes import ClassMap
-from styleseg.data.prepare import FORMAT_VERSION, SPLIT_CODES
 from styleseg.data.rows import RowFile
+from styleseg.data.samples import SPLITS
 from styleseg.errors import DataError
+from styleseg.jsonio import write_json
+
+FORMAT_VERSION = 1
+SPLIT_CODES = {name: i for i, name in enumerate(SPLITS)}
+
+
+def write_store_index(folder: Path, labeled: np.ndarray, split: np.ndarray, ids: list[str], meta: dict) -> dict:
+    """Everything of a store but its image and mask rows: flags, splits, ids and dataset.json (with
+    the format version and sample count filled in). Returns dataset.json's content."""
+    np.save(folder / "labeled.npy", np.asarray(labeled, bool))
+    np.save(folder / "split.npy", np.asarray(split, np.uint8))
+    write_json(folder / "ids.json", [str(i) for i in ids])
+    meta = {"format_version": FORMAT_VERSION, "num_samples": len(labeled), **meta}
+    write_json(folder / "dataset.json", meta)
+    return meta
+
+
+def write_store(
+    folder: Path,
+    images: np.ndarray,
+    masks: np.ndarray,
+    class_map: ClassMap,
+    split: np.ndarray | None = None,
+    labeled: np.ndarray | None = None,
+    **meta,
+) -> PreparedDataset:
+    """A small store from arrays in memory (benchmarks, tests): images (N, H, W, 3) and masks (N, H, W)
+    uint8; every sample labelled and in train unless told otherwise."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    n = len(images)
+    np.save(folder / "images.npy", np.asarray(images, np.uint8))
+    np.save(folder / "masks.npy", np.asarray(masks, np.uint8))
+    meta = {"resolution": list(images.shape[1:3]), "classes": class_map.to_json(), **meta}
+    write_store_index(
+        folder,
+        np.ones(n, bool) if labeled is None else labeled,
+        np.zeros(n, np.uint8) if split is None else split,
+        [str(i) for i in range(n)],
+        meta,
+    )
+    return PreparedDataset(folder)
 
 
 class PreparedDataset:
@@ -40,7 +89,7 @@ class PreparedDataset:
         self.class_map = ClassMap.from_json(self.meta["classes"])
         self.mirror_lut = self.class_map.mirror_lut().astype(np.uint8)  # class id -> id after a flip
         self.resolution = tuple(self.meta["resolution"])
-        # Downsampled image copies (factor -> memory map); stores from before they existed have none.
+        # Downsampled image copies (factor -> row file); stores from before they existed have none.
         self.image_mips = {1: self.images}
         for f in self.meta.get("image_mips", []):
             try:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +29,7 @@ from safetensors.torch import save_file
 from styleseg.data.balance import CHUNK
 from styleseg.data.store import PreparedDataset
 from styleseg.errors import CheckpointError, StylesegError
+from styleseg.jsonio import write_json
 from styleseg.metrics.segmentation import (
     confusion_matrix,
     iou_per_class,
@@ -37,63 +38,9 @@ from styleseg.metrics.segmentation import (
     sample_confusion_matrices,
 )
 from styleseg.metrics.segnet import ResUNet
+from styleseg.options import SegmenterConfig
 
 _ADDED_LATER = ("dice_weight", "repeat_threshold", "weight_ema")  # options whose "off" value is 0
-
-
-@dataclass
-class SegmenterConfig:
-    num_classes: int
-    width: int = 24
-    """Channels of the first level; doubled at each of three down-sampling steps."""
-    max_steps: int = 3000
-    """Upper bound on optimiser steps; training usually stops earlier, on validation."""
-    eval_every: int = 100
-    """Score the selection half of validation every N steps."""
-    patience: int = 4
-    """Stop after this many scores without a new best (the best weights are kept)."""
-    batch: int = 32
-    lr: float = 3e-3
-    weight_decay: float = 1e-4
-    dice_weight: float = 0.0
-    """Weight of a soft Dice term beside cross-entropy: pixel-frequency-blind, so rare classes (a coat
-    covering 0.1% of pixels) count as much as the background, as mIoU counts them."""
-    weight_ema: float = 0.0
-    """Score and keep an exponential moving average of the weights and batch-norm statistics with this
-    decay per step (e.g. 0.99: a horizon of ~100 steps) instead of the raw weights, which swing from
-    one score to the next; 0: the raw weights."""
-    repeat_threshold: float = 0.0
-    """Rare-class oversampling (LVIS's repeat factor sampling, Gupta et al. 2019): an image is drawn
-    max(1, sqrt(t / f)) times as often, f the share of training images showing its rarest class and t
-    this threshold; 0 draws every image equally."""
-    augment: bool = True
-    """Flips, scale/translation and colour jitter (mask-consistent)."""
-    synthetic_share: float = 0.5
-    """With a pair stream (a generator) beside real labels: the share of each batch drawn fresh from
-    the generator. Without real labels every sample is synthetic."""
-    synthetic_target: str = "soft"
-    """How a generated pair's mask teaches: 'soft' (the generator's class probabilities as the
-    target), 'hard' (their argmax), 'weighted' (argmax, each pixel weighted by its top probability)
-    or 'confident' (argmax, pixels below min_confidence ignored)."""
-    min_confidence: float = 0.5
-    """'confident' targets: pixels whose top class probability is below this carry no loss."""
-    dtype: str = "auto"
-    """fp32 | bf16 | auto (bf16 on GPUs and on CPUs with bf16 instructions)."""
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.synthetic_share <= 1:
-            raise StylesegError(f"synthetic share must be in [0, 1], not {self.synthetic_share}")
-        if self.synthetic_target not in SYNTHETIC_TARGETS:
-            raise StylesegError(f"synthetic targets must be one of {SYNTHETIC_TARGETS}, not '{self.synthetic_target}'")
-        if not 0 <= self.min_confidence <= 1:
-            raise StylesegError(f"min confidence must be in [0, 1], not {self.min_confidence}")
-
-
-SYNTHETIC_TARGETS = ("soft", "hard", "weighted", "confident")
-# options that change nothing without a pair stream: left out of cache keys then, so caches made
-# before they existed stay valid
-STREAM_ONLY = ("synthetic_share", "synthetic_target", "min_confidence")
 
 
 def cpu_has_bf16() -> bool:
@@ -211,7 +158,7 @@ def scores(target: np.ndarray, pred: np.ndarray, names) -> dict:
 def save_segmenter(model: ResUNet, cfg: SegmenterConfig, folder: Path, info: dict) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, folder / "segmenter.safetensors")
-    (folder / "segmenter.json").write_text(json.dumps({"config": asdict(cfg), **info}, indent=2) + "\n")
+    write_json(folder / "segmenter.json", {"config": asdict(cfg), **info})
 
 
 def load_segmenter(folder: Path, device: torch.device) -> tuple[ResUNet, dict]:

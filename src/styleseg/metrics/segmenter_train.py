@@ -37,15 +37,9 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from styleseg.data.balance import CHUNK, class_presence, repeat_factors
 from styleseg.data.store import PreparedDataset
 from styleseg.errors import CheckpointError, StylesegError
-from styleseg.metrics.segmenter import (
-    STREAM_ONLY,
-    SegmenterConfig,
-    autocast_for,
-    load_segmenter,
-    save_segmenter,
-    score_segmenter,
-)
+from styleseg.metrics.segmenter import autocast_for, load_segmenter, save_segmenter, score_segmenter
 from styleseg.metrics.segnet import ResUNet
+from styleseg.options import STREAM_ONLY, SegmenterConfig
 
 _ADDED_LATER = ("dice_weight", "repeat_threshold", "weight_ema")  # options whose "off" value is 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,16 +33,37 @@ class LoadedGenerator:
         return self.class_map.levels()[self.growth.seg_level]
 
 
+def generator_from_metadata(config: dict, classes: dict, growth: dict, where: Path) -> LoadedGenerator:
+    """An untrained generator of the architecture that saved metadata (config, class map, growth
+    state) describe: the one way checkpoints and exported files rebuild their networks. `where`
+    names the source in errors; `kimg` and the weights are the caller's to fill in."""
+    try:
+        cfg = config_from_json(config)
+        class_map = ClassMap.from_json(classes)
+        state = GrowthState(**growth)
+    except (ConfigError, KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{where}: its metadata does not describe a styleseg model ({exc})") from exc
+    G = Generator(cfg.model, [lvl.num_classes for lvl in class_map.levels()])
+    return LoadedGenerator(G, cfg, class_map, state, 0.0, Path(where))
+
+
 def load_generator(path: Path, device: torch.device, which: str = "G_ema") -> LoadedGenerator:
     ckpt = resolve_checkpoint(Path(path))
     meta = load_json(ckpt / "meta.json")
-    try:
-        config = config_from_json(load_json(ckpt / "config.json"))
-        class_map = ClassMap.from_json(meta["classes"])
-        growth = GrowthState(**meta["growth"])
-    except (ConfigError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"{ckpt}: config.json/meta.json do not describe a styleseg model ({exc})") from exc
-    G = Generator(config.model, [lvl.num_classes for lvl in class_map.levels()])
-    load_weights(G, ckpt / f"{which}.safetensors")
-    G.eval().requires_grad_(False).to(device)
-    return LoadedGenerator(G, config, class_map, growth, float(meta["kimg"]), ckpt)
+    if not isinstance(meta, dict) or "classes" not in meta or "growth" not in meta:
+        raise CheckpointError(f"{ckpt / 'meta.json'}: not a styleseg checkpoint's meta.json")
+    model = generator_from_metadata(load_json(ckpt / "config.json"), meta["classes"], meta["growth"], ckpt)
+    load_weights(model.G, ckpt / f"{which}.safetensors")
+    model.G.eval().requires_grad_(False).to(device)
+    model.kimg = float(meta.get("kimg", 0.0))
+    return model
+
+
+def generator_digest(model: LoadedGenerator) -> str:
+    """sha256 (16 hex digits) of a generator's weights, tensor bytes in name order: names the model
+    in cache keys and generation records wherever its file lives."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.G.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]

@@ -1,7 +1,8 @@
 """Checkpoints without pickled code.
 
 A checkpoint is a folder: G.safetensors, D.safetensors, G_ema.safetensors (weights), state.pt
-(optimisers, RNG, sampler, augmentation, counters; loadable with torch.load(weights_only=True)),
+(optimisers, samplers, augmentation, counters; no random generator states:
+every random number of a step is a function of the seed and the step; loadable with torch.load(weights_only=True)),
 config.json (the run's resolved config) and meta.json (class map, growth state, kimg). It is
 written into a hidden temporary folder, every file fsynced, then renamed: a crash or a full disk
 leaves the previous checkpoint intact. Older checkpoints are pruned only after the rename.
@@ -9,7 +10,6 @@ leaves the previous checkpoint intact. Older checkpoints are pruned only after t
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -19,18 +19,10 @@ from safetensors import SafetensorError
 from safetensors.torch import save_file
 
 from styleseg.errors import CheckpointError
-from styleseg.models.weights import list_checkpoints, load_json, load_weights, read_safetensors, resolve_checkpoint
+from styleseg.jsonio import write_json
+from styleseg.models.weights import list_checkpoints, read_safetensors
 
 WEIGHT_FILES = ("G", "D", "G_ema")
-__all__ = [
-    "discriminator_state",
-    "list_checkpoints",
-    "load_json",
-    "load_state",
-    "load_weights",
-    "resolve_checkpoint",
-    "save_checkpoint",
-]
 
 
 def _fsync(path: Path) -> None:
@@ -77,7 +69,7 @@ def save_checkpoint(
         torch.save(state, writing)
         for name, data in (("config.json", config), ("meta.json", meta)):
             writing = tmp / name
-            writing.write_text(json.dumps(data, indent=2) + "\n")
+            write_json(writing, data)
         for path in tmp.iterdir():
             _fsync(path)
         if final.exists():  # re-writing the same kimg (e.g. a signal right after a scheduled save)

@@ -1,7 +1,7 @@
 """Real batches for the training loop, read one step ahead on a worker thread.
 
-The samplers advance on the training thread (index arithmetic only); reading the memory-mapped
-store, flipping, and pinning happen on a worker while the current step computes. After segmentation
+The samplers advance on the training thread (index arithmetic only); reading the store
+(positioned reads of its rows, rows.py), flipping, and pinning happen on a worker while the current step computes. After segmentation
 starts a batch may mix photos from the image sampler (every train photo, for D's image head) with
 labelled pairs from the segmentation sampler, at the positions `photo_positions` gives. A prefetched
 batch that the next step turns out not to want (a growth event changed what it needs) is put back:
@@ -19,10 +19,15 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from styleseg.config import TrainConfig
+from styleseg.data.balance import sampler_repeat_factors
+from styleseg.data.budget import labels_to_keep
 from styleseg.data.geometry import downsample, soft_onehot
 from styleseg.data.store import EpochSampler, PreparedDataset, SamplerState
+from styleseg.errors import StylesegError
 from styleseg.models.growth import GrowthState
 from styleseg.models.layers import downsample2, upsample2
+from styleseg.training import distributed as dist
 
 
 def photo_positions(batch: int, photos: int) -> np.ndarray:
@@ -173,3 +178,35 @@ class RealBatchFeeder:
     def close(self) -> None:
         self._put_back()
         self.pool.shutdown(wait=True)
+
+
+def build_feeder(cfg: TrainConfig, data: PreparedDataset, levels, data_factor: int, device: torch.device):
+    """The feeder of a run and what to record about its real samples (labels.json): which labelled
+    samples it keeps (`data.max_labeled`), the share of each batch D's image head judges as photos
+    (`data.image_share`; auto: 0.5 when some train photos have no label), rare-class repeat factors."""
+    train_photos = data.indices("train")
+    labeled = labels_to_keep(data.indices("train", labeled_only=True), cfg.data.max_labeled, cfg.seed)
+    image_share = cfg.data.image_share
+    if image_share is None:  # auto: unlabelled photos keep teaching through D's image head
+        image_share = 0.5 if len(train_photos) > len(labeled) else 0.0
+    record = {
+        "max_labeled": cfg.data.max_labeled,
+        "labeled_kept": len(labeled),
+        "train_photos": len(train_photos),
+        "image_share": image_share,
+        "image_share_from": "config" if cfg.data.image_share is not None else "auto",
+        "labeled_indices": labeled.tolist(),
+    }
+    photo_repeats = pair_repeats = None
+    if cfg.data.repeat_threshold and len(labeled):
+        photo_repeats, pair_repeats, repeats = sampler_repeat_factors(
+            data, train_photos, labeled, levels[-1].num_classes, cfg.data.repeat_threshold
+        )
+        record.update(repeats)
+    rank, world, flip = dist.rank(), dist.world_size(), cfg.data.xflip
+    image_sampler = EpochSampler(train_photos, cfg.seed, flip, rank, world, photo_repeats)
+    seg_sampler = EpochSampler(labeled, cfg.seed + 1, flip, rank, world, pair_repeats) if len(labeled) else None
+    if cfg.schedule.seg_start_kimg is not None and seg_sampler is None:
+        raise StylesegError(f"{data.root}: the schedule adds segmentation but the train split has no labeled samples")
+    feeder = RealBatchFeeder(data, image_sampler, seg_sampler, levels, cfg.model.num_stages, data_factor, device)
+    return feeder, record

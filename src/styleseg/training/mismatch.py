@@ -5,12 +5,12 @@ not match: a garment drawn as a skirt and labelled pants. Showing D real images 
 of their own mask as fakes (GAN-CLS's "real image, wrong text") makes it check that each region's
 label fits what the image shows there, and its gradient then asks the same of G.
 
-Two corruptions keep the label statistics of real masks, so that D cannot tell a mismatched pair by
-its mask alone through them: 'swap' exchanges two classes the mask already has (the same classes,
-their areas up to a swap); 'shuffle' pairs each image with another real image's mask (a real mask
-in every way, on the wrong image). An earlier corruption moved one class to any other class; its
-fakes showed rare labels far more often than real masks do, D learned "a rare class is a fake", and
-the generator stopped drawing skirts, legs, coats and dresses within 30 kimg."""
+Both corruptions keep the label statistics of real masks, so that D cannot tell a mismatched pair by
+its mask alone: 'swap' exchanges two classes the mask already has (the same classes, their areas up
+to a swap); 'shuffle' pairs each image with another real image's mask (a real mask in every way, on
+the wrong image). A corruption that changes which labels a mask shows (relabelling a class to any
+other) would let D learn the labels instead of the match, and G would learn to avoid them; what
+each corruption did to a trained model is in docs/results.md."""
 
 from __future__ import annotations
 

@@ -21,9 +21,10 @@ import torch
 
 from styleseg.config import ConfigError, TrainConfig, apply_overrides, config_from_json, load_preset, to_dict
 from styleseg.data.classes import ClassMap
-from styleseg.models.growth import GrowthState, added_stages, grown_schedule
+from styleseg.errors import StylesegError
+from styleseg.models.growth import GrowthState, added_stages, grown_schedule, growth_at
 from styleseg.models.load import load_generator
-from styleseg.models.weights import resolve_checkpoint
+from styleseg.models.weights import assign_weights, resolve_checkpoint
 from styleseg.models.zoo import load_exported_for_training, model_file
 from styleseg.training.checkpoint import discriminator_state
 
@@ -101,3 +102,51 @@ def warm_start_config(warm: WarmStart, preset: str | None, overrides: list[str],
     if "schedule.total_kimg" not in keys:
         schedule["total_kimg"] = round(target.schedule.total_kimg + shift, 3)
     return config_from_json(apply_overrides(data, overrides))  # overrides win, total_kimg absolute
+
+
+def check_warm_start(source: WarmStart, cfg: TrainConfig, data) -> GrowthState:
+    """That a run of `cfg` on `data` can start from `source`: the same network (or one that adds
+    stages to it), the same classes, and a schedule that has the source grown as it is at its kimg.
+    Returns the source's growth state under that schedule."""
+    try:
+        added_stages(source.config.model, cfg.model)
+    except ConfigError as exc:
+        raise StylesegError(f"{source.path}: {exc} (--set model.* ?)") from exc
+    if source.class_map != data.class_map:
+        raise StylesegError(
+            f"{source.path}: its classes ({source.class_map.name}) are not {data.root}'s ({data.class_map.name})"
+        )
+    levels = len(data.class_map.levels())
+    st = growth_at(source.kimg, cfg.schedule, source.config.model.num_stages, levels)
+    if st != source.growth:
+        raise StylesegError(
+            f"{source.path}: saved at {source.growth}, but this run's schedule gives {st} at kimg {source.kimg:.2f}"
+        )
+    return st
+
+
+def apply_warm_start(trainer, source: WarmStart, d_only_kimg: float | None = None) -> None:
+    """Start `trainer` (training/loop.py) from a trained generator at its kimg. D comes from the source
+    where it has one; a fresh D first trains alone for `d_only_kimg` (default 5 when fresh, 0
+    otherwise), so that its first, uninformed gradients do not undo the generator. Where the run's
+    networks add stages to the source's, those start from their initial weights and fade in when the
+    schedule says (function-preserving: at alpha 0 G's output is the source's up-sampled, and D reads
+    it down-sampled through the source's input layer)."""
+    nets = trainer.nets
+    st = check_warm_start(source, trainer.cfg, trainer.data)
+    added = added_stages(source.config.model, trainer.cfg.model)
+    trainer.images_seen = round(source.kimg * 1000)
+    source_stages = source.config.model.num_stages
+    new_from = source_stages if added else None
+    for module in (nets.G, nets.G_ema):
+        assign_weights(module, source.generator, source.path, new_from)
+    if source.discriminator is not None:
+        assign_weights(nets.D, source.discriminator, f"{source.path} (discriminator)", new_from)
+    if source.ada_p is not None and trainer.cfg.augment.fixed_p is None:
+        trainer.ada.p = source.ada_p
+    if d_only_kimg is None:
+        d_only_kimg = source.default_d_only_kimg
+    trainer.d_only_until = trainer.images_seen + round(d_only_kimg * 1000)
+    trainer.structure = st.structure  # the source's: no growth event may re-initialise a head; added stages follow
+    trainer.next_snapshot = trainer.images_seen
+    trainer.next_checkpoint = trainer.images_seen + int(trainer.cfg.checkpoint_kimg * 1000)

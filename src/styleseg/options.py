@@ -1,0 +1,205 @@
+"""Typed options of the commands that are not training runs (generation, pair streams, segmenters,
+evaluation): plain dataclasses with a docstring per field, importable without torch, so that the
+command line builds its parser in milliseconds and takes its defaults from here. The training run's
+own config is `config.py`."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from styleseg.errors import StylesegError
+
+FIT_MODES = ("pad-edge", "crop")
+"""How `prepare` fits a photo of another aspect (data/geometry.py)."""
+SYNTHETIC_TARGETS = ("soft", "hard", "weighted", "confident")
+# segmenter options that change nothing without a pair stream: left out of cache keys then, so
+# caches made before they existed stay valid
+STREAM_ONLY = ("synthetic_share", "synthetic_target", "min_confidence")
+
+
+@dataclass
+class SegmenterConfig:
+    num_classes: int
+    width: int = 24
+    """Channels of the first level; doubled at each of three down-sampling steps."""
+    max_steps: int = 3000
+    """Upper bound on optimiser steps; training usually stops earlier, on validation."""
+    eval_every: int = 100
+    """Score the selection half of validation every N steps."""
+    patience: int = 4
+    """Stop after this many scores without a new best (the best weights are kept)."""
+    batch: int = 32
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    dice_weight: float = 0.0
+    """Weight of a soft Dice term beside cross-entropy: pixel-frequency-blind, so rare classes (a coat
+    covering 0.1% of pixels) count as much as the background, as mIoU counts them."""
+    weight_ema: float = 0.0
+    """Score and keep an exponential moving average of the weights and batch-norm statistics with this
+    decay per step (e.g. 0.99: a horizon of ~100 steps) instead of the raw weights, which swing from
+    one score to the next; 0: the raw weights."""
+    repeat_threshold: float = 0.0
+    """Rare-class oversampling (LVIS's repeat factor sampling, Gupta et al. 2019): an image is drawn
+    max(1, sqrt(t / f)) times as often, f the share of training images showing its rarest class and t
+    this threshold; 0 draws every image equally."""
+    augment: bool = True
+    """Flips, scale/translation and colour jitter (mask-consistent)."""
+    synthetic_share: float = 0.5
+    """With a pair stream (a generator) beside real labels: the share of each batch drawn fresh from
+    the generator. Without real labels every sample is synthetic."""
+    synthetic_target: str = "soft"
+    """How a generated pair's mask teaches: 'soft' (the generator's class probabilities as the
+    target), 'hard' (their argmax), 'weighted' (argmax, each pixel weighted by its top probability)
+    or 'confident' (argmax, pixels below min_confidence ignored)."""
+    min_confidence: float = 0.5
+    """'confident' targets: pixels whose top class probability is below this carry no loss."""
+    dtype: str = "auto"
+    """fp32 | bf16 | auto (bf16 on GPUs and on CPUs with bf16 instructions)."""
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.synthetic_share <= 1:
+            raise StylesegError(f"synthetic share must be in [0, 1], not {self.synthetic_share}")
+        if self.synthetic_target not in SYNTHETIC_TARGETS:
+            raise StylesegError(f"synthetic targets must be one of {SYNTHETIC_TARGETS}, not '{self.synthetic_target}'")
+        if not 0 <= self.min_confidence <= 1:
+            raise StylesegError(f"min confidence must be in [0, 1], not {self.min_confidence}")
+
+
+@dataclass
+class StreamOptions:
+    psi_range: tuple[float, float] = (0.7, 1.0)
+    """Truncation ψ of each pair, drawn uniformly from this range (low, high) per pair."""
+    classes: list[str] = field(default_factory=list)
+    """Classes to ask the generator for (class-targeted sampling); empty: none."""
+    class_rate: float = 0.0
+    """Share of pairs that should show at least one of `classes` (the targeted pairs make up what
+    the generator's own rate leaves)."""
+    seed: int = 0
+    """Which block of seeds the stream draws from."""
+
+    def __post_init__(self) -> None:
+        self.psi_range = tuple(float(v) for v in self.psi_range)
+        low, high = self.psi_range
+        if not (math.isfinite(low) and math.isfinite(high) and 0 <= low <= high <= 2):
+            raise StylesegError(f"truncation range must be 0 <= low <= high <= 2, not {list(self.psi_range)}")
+        if not 0 <= self.class_rate <= 1:
+            raise StylesegError(f"class rate must be in [0, 1], not {self.class_rate}")
+        if self.class_rate > 0 and not self.classes:
+            raise StylesegError("a class rate needs classes to target (--classes)")
+
+
+@dataclass
+class GenerateOptions:
+    n: int
+    """Number of kept samples wanted."""
+    seed: int = 0
+    """First seed; sample k uses seed + k."""
+    psi: float = 1.0
+    """Truncation ψ."""
+    batch: int = 32
+    overlays: bool = False
+    min_person_fraction: float = 0.0
+    """Drop samples whose non-background area is below this fraction (0 keeps all)."""
+    require_person: bool = False
+    """Drop samples whose mask has no person pixel at all."""
+    min_confidence: float = 0.0
+    """Drop samples whose mean per-pixel class confidence (the generator's top softmax probability) is
+    below this: the generator's own uncertainty, as DatasetGAN filters by it."""
+    filter_segmenter: object | None = None
+    """A reference segmenter (metrics.segmenter.load_segmenter) for `min_agreement`."""
+    min_agreement: float = 0.0
+    """Drop samples whose mask agrees with the segmenter's prediction on the image below this mIoU."""
+    filter_segmenter_dir: str | None = None
+    """Where `filter_segmenter` was read from (recorded with the generation)."""
+    classes: list[str] = field(default_factory=list)
+    """Class-targeted sampling: ask for pairs showing these classes (targeting.py)."""
+    class_rate: float = 0.0
+    """The share of pairs that should show one of `classes`."""
+    write: bool = True
+    """False only generates (for benchmarking the generator alone)."""
+    threads: int = 2
+
+    def __post_init__(self) -> None:
+        if self.n < 1 or self.batch < 1:
+            raise StylesegError(
+                f"the number of pairs and the batch must be at least 1 (n {self.n}, batch {self.batch})"
+            )
+        if not math.isfinite(self.psi):
+            raise StylesegError(f"the truncation must be a finite number, not {self.psi}")
+        for name in ("min_person_fraction", "min_confidence", "min_agreement", "class_rate"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise StylesegError(f"{name} must be in [0, 1], not {getattr(self, name)}")
+        if self.class_rate > 0 and not self.classes:
+            raise StylesegError("a class rate needs classes to target")
+
+    def record(self) -> dict:
+        """What decides which pairs a generation holds (not how many, nor how fast): kept with the
+        pairs, so that a continuation can be checked against it."""
+        keys = ("seed", "psi", "min_person_fraction", "require_person", "min_confidence", "min_agreement")
+        keys += ("filter_segmenter_dir", "classes", "class_rate")
+        return {k: getattr(self, k) for k in keys}
+
+
+@dataclass
+class EvalOptions:
+    n: int = 1000
+    """Generated pairs (the amount of generated training data in the usefulness regimes)."""
+    psi: float = 1.0
+    """Truncation of the generated pairs."""
+    first_seed: int = 0
+    """Generated pair k uses seed first_seed + k: pick a checkpoint on one block of seeds, then report
+    it on another, so the reported figure is not the maximum of several noisy draws."""
+    seeds: int = 3
+    """Segmenter seeds per usefulness regime (at least 3 for an interval worth reading)."""
+    low_labels: list[int] = field(default_factory=lambda: [50])
+    """The N of the 'N real' regimes."""
+    mix: float = 0.5
+    """Fraction of each batch drawn from generated pairs when real and generated data are combined."""
+    filter_keep: float | None = None
+    """Also run the generated regimes on the best-agreeing fraction of generated pairs."""
+    regimes: list[str] | None = None
+    """Only these usefulness regimes (names as printed); None: all; []: none (agreement, realism and
+    label statistics only: minutes instead of hours, to compare checkpoints quickly)."""
+    reference: str | None = None
+    """A segmenter folder written by `segmenter train` to use as the reference instead of training
+    one (e.g. one fine-tuned at this resolution from a half-resolution start); its ceiling is still
+    measured here, on this dataset's validation report half."""
+    segmenter_width: int = 24
+    segmenter_max_steps: int = 3000
+    """Upper bound on the reference segmenter's steps (it stops earlier, on validation)."""
+    usefulness_max_steps: int | None = None
+    """Upper bound on each usefulness segmenter's steps (default: segmenter_max_steps); the same for
+    every regime, so regimes stay comparable."""
+    dice_weight: float = 0.0
+    """Soft Dice weight of every segmenter trained here (reference and usefulness)."""
+    repeat_threshold: float = 0.0
+    """Rare-class oversampling of every segmenter trained here (see SegmenterConfig)."""
+    weight_ema: float = 0.0
+    """Weight averaging of every segmenter trained here (see SegmenterConfig)."""
+    inception_weights: str | None = None
+    real_subset: list[int] | None = None
+    """Fixed real samples for the 'N real' regimes (N = their count), the same for every seed: e.g.
+    the labels a run kept under a label budget. None: N samples drawn per seed."""
+    stream: StreamOptions | None = None
+    """With it, the 'streamed' regimes too: pairs drawn fresh from the model at every step."""
+    synthetic_target: str = "soft"
+    """How streamed pairs teach: soft | hard | weighted | confident (see SegmenterConfig)."""
+    min_confidence: float = 0.5
+    """'confident' targets: the top probability below which a pixel carries no loss."""
+
+    def segmenter_config(self, num_classes: int, max_steps: int, seed: int = 0) -> SegmenterConfig:
+        """The configuration of every segmenter trained here: the same recipe, its own step bound and seed."""
+        return SegmenterConfig(
+            num_classes=num_classes,
+            width=self.segmenter_width,
+            max_steps=max_steps,
+            seed=seed,
+            dice_weight=self.dice_weight,
+            repeat_threshold=self.repeat_threshold,
+            weight_ema=self.weight_ema,
+            synthetic_share=self.mix,
+            synthetic_target=self.synthetic_target,
+            min_confidence=self.min_confidence,
+        )
