@@ -203,3 +203,28 @@ class EvalOptions:
             synthetic_target=self.synthetic_target,
             min_confidence=self.min_confidence,
         )
+
+
+@dataclass
+class ProjectOptions:
+    """Fitting a latent so that the generator redraws a photo (`styleseg project`)."""
+
+    steps: int = 200
+    """Optimisation steps per photo (all photos of a batch together)."""
+    lr: float = 0.05
+    """Adam's learning rate on the latent (after a linear warm-up over a tenth of the steps, a
+    cosine decay to zero)."""
+    space: str = "w+"
+    """'w': one w for every layer; 'w+': one w per layer (more freedom, the mask follows less)."""
+    perceptual_weight: float = 1.0
+    """Weight of the distance in the discriminator's features beside the pixel distance (0: pixels only)."""
+    batch: int = 16
+    """Photos projected together."""
+
+    def __post_init__(self) -> None:
+        if self.space not in ("w", "w+"):
+            raise StylesegError(f"space must be w or w+, not '{self.space}'")
+        if self.steps < 1 or self.batch < 1 or not (math.isfinite(self.lr) and self.lr > 0):
+            raise StylesegError("steps and batch must be at least 1 and lr positive")
+        if not (math.isfinite(self.perceptual_weight) and self.perceptual_weight >= 0):
+            raise StylesegError(f"perceptual weight must be at least 0, not {self.perceptual_weight}")

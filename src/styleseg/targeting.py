@@ -83,10 +83,11 @@ class ClassTargeter:
             ws = self.G.styles(seed_z(self.G, seeds, device), self.psi_of(list(seeds)).to(device))
         return ws[:, 0].float().cpu()
 
-    def fit(self, bank: int = 2048, batch: int = 64, min_positives: int = 3) -> ClassTargeter:
+    def fit(self, bank: int = 2048, batch: int = 64, min_positives: int = 3, drop_undrawn: bool = False):
         """Draw `bank` pairs, note which classes their masks show, and fit one L2-regularised
-        logistic classifier per class on their w (standardised). Refuses a class the generator
-        draws fewer than `min_positives` times in the bank: it cannot be asked for it."""
+        logistic classifier per class on their w (standardised). A class the generator draws fewer
+        than `min_positives` times in the bank cannot be asked for: refused, or with `drop_undrawn`
+        left out of `classes`."""
         started = time.perf_counter()
         seeds = list(range(BANK_SEEDS, BANK_SEEDS + bank))
         present = torch.cat(
@@ -94,6 +95,11 @@ class ClassTargeter:
         )
         w = self.w_of(seeds)
         positives = present.sum(0)
+        if drop_undrawn:
+            keep = [k for k in range(len(self.classes)) if positives[k] >= min_positives]
+            self.classes, self.names = [self.classes[k] for k in keep], [self.names[k] for k in keep]
+            present, positives = present[:, keep], positives[keep]
+            self.weight, self.bias = self.weight[keep], self.bias[keep]
         missing = [f"{n} ({int(p)})" for n, p in zip(self.names, positives) if p < min_positives]
         if missing:
             raise StylesegError(

@@ -17,8 +17,8 @@ def register(sub) -> None:
     p = sub.add_parser(
         "prepare",
         help="read a source dataset and write a fast prepared store",
-        description="Read a CCP or paired-folder dataset and write a prepared store, read by rows with positioned reads "
-        "(uint8 images, masks, labeled flags, splits) with dataset.json.",
+        description="Read a dataset in one of the layouts the README lists and write a prepared store (uint8 "
+        "images, masks, labeled flags, splits, dataset.json), which training reads by rows.",
     )
     add_data_arg(
         p,

@@ -19,6 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
         explore_cmds,
         generate_cmd,
         models_cmd,
+        project_cmd,
+        serve_cmd,
         train_cmd,
     )
     from styleseg.cli.common import OneLineParser
@@ -37,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
         eval_cmds,
         compare_cmd,
         models_cmd,
+        project_cmd,
+        serve_cmd,
         bench_cmd,
         demo_cmd,
     ):

@@ -112,6 +112,16 @@ class Discriminator(nn.Module):
             return int(parts[1])
         return int(parts[1]) + 1 if parts[0] == "blocks" else None
 
+    def features(self, img: torch.Tensor, stage: int) -> list[torch.Tensor]:
+        """D's trunk on an image alone, fully grown at `stage`: the feature maps after the input layer
+        and after each block, finest first (a learned perceptual space, e.g. for projection)."""
+        x = self.inputs[stage](img, None, None, 0.0)
+        out = [x]
+        for s in range(stage, 0, -1):
+            x = self.blocks[s - 1](x)
+            out.append(x)
+        return out
+
     def forward(
         self,
         img: torch.Tensor,

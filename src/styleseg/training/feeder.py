@@ -1,13 +1,13 @@
 """Real batches for the training loop, read one step ahead on a worker thread.
 
-The samplers advance on the training thread (index arithmetic only); reading the store
-(positioned reads of its rows, rows.py), flipping, and pinning happen on a worker while the current step computes. After segmentation
-starts a batch may mix photos from the image sampler (every train photo, for D's image head) with
-labelled pairs from the segmentation sampler, at the positions `photo_positions` gives. A prefetched
-batch that the next step turns out not to want (a growth event changed what it needs) is put back:
-its sampler is rewound and the batch drawn again, so the data order never depends on prefetching,
-and a checkpoint records the samplers as they were before any batch still in flight. A resumed run
-therefore draws exactly the batches an uninterrupted one would.
+The samplers advance on the training thread (index arithmetic only); reading the store (positioned
+reads of its rows, rows.py), flipping, and pinning happen on a worker while the current step
+computes. After segmentation starts a batch may mix photos from the image sampler (every train
+photo, for D's image head) with labelled pairs from the segmentation sampler, at the positions
+`photo_positions` gives. A prefetched batch that the next step turns out not to want (a growth event
+changed what it needs) is put back: its sampler is rewound and the batch drawn again, so the data
+order never depends on prefetching, and a checkpoint records the samplers as they were before any
+batch still in flight. A resumed run therefore draws exactly the batches an uninterrupted one would.
 """
 
 from __future__ import annotations

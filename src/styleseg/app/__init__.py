@@ -1,0 +1,1 @@
+"""The page `styleseg serve` serves (index.html)."""
