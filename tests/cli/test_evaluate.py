@@ -271,3 +271,23 @@ def test_report_per_class_table_of_a_metrics_file_without_confusions():
     m["segmenter"]["val"]["confusion"] = [[50, 1], [3, 4]]
     rows, header = per_class_rows(m, ["bg", "hat"])
     assert header[-2:] == ["generated mask pixels", "real val mask pixels"] and rows[1] == ["hat", None, 0.1, 0, 7]
+
+
+@pytest.mark.slow
+def test_evaluate_stream_regimes_pretrain_once_and_compare_with_their_baselines(checkpoint, prepared_tiny, tmp_path):
+    cache = tmp_path / "cache"
+    argv = ["evaluate", "--ckpt", str(checkpoint), "--data", str(prepared_tiny), "--out", str(tmp_path / "e")]
+    argv += ["--n", "8", "--cache", str(cache), "--device", "cpu", "--seeds", "2", "--low-labels", "8", "--stream"]
+    argv += ["--regimes", "streamed,8 real+streamed,streamed->8 real", "--truncation-range", "0.5,1"]
+    assert main(argv) == 0
+    m = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert set(m["usefulness"]) == {"streamed", "real", "8 real", "8 real+streamed", "streamed->8 real"}
+    mixed = m["usefulness"]["8 real+streamed"]
+    assert mixed["difference"]["val"]["baseline"] == "8 real" and mixed["stream"]["psi_range"] == [0.5, 1.0]
+    assert mixed["budgets"][0]["synthetic_per_batch"] == 4  # half of each batch of 8
+    # streamed->8 real starts from the 'streamed' segmenter of its seed: trained once per seed, not twice
+    metas = [json.loads(p.read_text()) for p in cache.glob("*/segmenter.json")]
+    streamed_only = [meta for meta in metas if meta.get("synthetic") and meta["train_samples"] == 0]
+    assert len(streamed_only) == 2
+    seeds = {meta["synthetic"]["seed"] for meta in streamed_only}
+    assert seeds == {0, 1}  # each segmenter seed draws its own pairs
