@@ -21,6 +21,7 @@ Everything streams its data in chunks, so memory stays bounded by the chunk size
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
 from dataclasses import asdict, replace
@@ -316,7 +317,9 @@ def evaluate(
 ) -> dict:
     start = time.perf_counter()
     ds = PreparedDataset(data)
-    check_fits(model, ds)
+    check_fits(model, ds, opts.upsample)
+    if opts.upsample and opts.stream is not None and tuple(model.config.model.resolution) != ds.resolution:
+        raise StylesegError("--stream draws pairs at the model's resolution: leave out --upsample or --stream")
     check_real_subset(ds, opts)  # before any training, so a wrong subset costs nothing
     out.mkdir(parents=True, exist_ok=True)
     names = ds.class_map.classes
@@ -399,9 +402,10 @@ def evaluate(
     return metrics
 
 
-def check_fits(model: LoadedGenerator, ds: PreparedDataset) -> None:
+def check_fits(model: LoadedGenerator, ds: PreparedDataset, upsample: bool = False) -> None:
     """Refuse, before any work, data the model cannot be measured on: other classes, another
-    resolution, or a validation split too small to both choose (selection half) and report."""
+    resolution (with `upsample`, the data's may be the model's times a power of two), or a validation
+    split too small to both choose (selection half) and report."""
     drawn = None if model.level is None else list(model.level.names)
     if drawn is None:
         raise StylesegError(f"{model.path}: this model draws no masks yet (trained on images only)")
@@ -415,11 +419,14 @@ def check_fits(model: LoadedGenerator, ds: PreparedDataset) -> None:
             f"{ds.root}: has {ds.class_map.num_classes} classes ({ds.class_map.name}), the model draws {len(drawn)} "
             f"({model.class_map.name}): prepare the data with the model's class map (--classes {model.class_map.name})"
         )
-    if tuple(model.config.model.resolution) != ds.resolution:
-        h, w = model.config.model.resolution
+    h, w = model.config.model.resolution
+    factor = ds.resolution[0] / h
+    grows = factor == ds.resolution[1] / w and factor >= 1 and math.log2(factor).is_integer()
+    if (h, w) != ds.resolution and not (upsample and grows):
         raise StylesegError(
             f"{ds.root}: prepared at {ds.resolution[0]}x{ds.resolution[1]}, the model draws {h}x{w}: "
             f"prepare the data with --resolution {h}x{w}"
+            + ("" if upsample else " (or --upsample, to score the model's pairs up-sampled to the data)")
         )
     selection, report = validation_halves(ds)
     if len(selection) == 0 or len(report) == 0:

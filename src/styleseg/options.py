@@ -188,6 +188,9 @@ class EvalOptions:
     """How streamed pairs teach: soft | hard | weighted | confident (see SegmenterConfig)."""
     min_confidence: float = 0.5
     """'confident' targets: the top probability below which a pixel carries no loss."""
+    upsample: bool = False
+    """Score a model of a lower resolution at the data's: its pairs are up-sampled as `prepare`
+    resizes photos and masks (e.g. a 64x48 model beside a 128x96 one, in the same feature space)."""
 
     def segmenter_config(self, num_classes: int, max_steps: int, seed: int = 0) -> SegmenterConfig:
         """The configuration of every segmenter trained here: the same recipe, its own step bound and seed."""

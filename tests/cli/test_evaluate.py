@@ -291,3 +291,23 @@ def test_evaluate_stream_regimes_pretrain_once_and_compare_with_their_baselines(
     assert len(streamed_only) == 2
     seeds = {meta["synthetic"]["seed"] for meta in streamed_only}
     assert seeds == {0, 1}  # each segmenter seed draws its own pairs
+
+
+def test_evaluate_upsample_scores_a_smaller_model_at_the_datas_resolution(checkpoint, tmp_path, capsys):
+    """The tiny 24x16 model on 48x32 data: refused without --upsample, measured with it."""
+    from styleseg.data.classes import get_class_map
+    from styleseg.data.store import write_store
+
+    rng = np.random.default_rng(0)
+    n = 12
+    images = rng.integers(0, 256, (n, 48, 32, 3), dtype=np.uint8)
+    masks = rng.integers(0, 12, (n, 48, 32), dtype=np.uint8)
+    split = np.array([0] * 8 + [1] * 4, np.uint8)
+    data = write_store(tmp_path / "d48", images, masks, get_class_map("ccp-12"), split=split).root
+    argv = ["evaluate", "--ckpt", str(checkpoint), "--data", str(data), "--n", "6", "--regimes", "none"]
+    argv += ["--cache", str(tmp_path / "c"), "--device", "cpu"]
+    assert main([*argv, "--out", str(tmp_path / "a")]) == 2
+    assert "(or --upsample" in capsys.readouterr().err
+    assert main([*argv, "--out", str(tmp_path / "b"), "--upsample"]) == 0
+    gen = np.load(tmp_path / "b" / "generated-prepared" / "images.npy")
+    assert gen.shape[1:3] == (48, 32)  # the pairs were scored at the data's resolution

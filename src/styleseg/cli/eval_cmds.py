@@ -91,6 +91,12 @@ def register(sub) -> None:
         "(streamed, real+streamed, N real+streamed, streamed->N real); --mix is their share of a batch",
     )
     add_stream_args(p)
+    p.add_argument(
+        "--upsample",
+        action="store_true",
+        help="score a model of a lower resolution at the data's (e.g. 64x48 on 128x96 data): its pairs are "
+        "up-sampled as prepare resizes photos and masks",
+    )
     add_cache_arg(p)
     p.add_argument("--inception-weights", default=None, help="local Inception weights for FID (offline machines)")
     add_device_arg(p)
@@ -289,6 +295,7 @@ def cmd_evaluate(args) -> int:
         filter_keep=args.filter_keep,
         regimes=([] if args.regimes == "none" else args.regimes.split(",")) if args.regimes else None,
         reference=args.reference,
+        upsample=args.upsample,
         segmenter_width=args.segmenter_width,
         segmenter_max_steps=args.segmenter_max_steps,
         usefulness_max_steps=args.usefulness_max_steps,
