@@ -191,3 +191,25 @@ def test_training_draws_nothing_from_torch_global_generator(prepared_tiny, tmp_p
     kinds = {r["kind"] for r in records if r.get("event") == "growth"}
     assert {"resolution", "segmentation", "class-split"} <= kinds, kinds
     assert torch.equal(states["before"], states["after"])
+
+
+@pytest.mark.slow
+def test_a_names_only_folder_prepares_and_trains_through_its_growth_events_without_a_preset(tmp_path, capsys):
+    """What a new user does: photos, masks and a list of class names; prepare, then train, no options."""
+    from tests.conftest import make_paired
+
+    raw = make_paired(tmp_path / "mine", 10, size=(36, 24))
+    (raw / "classes.json").write_text(json.dumps(["background", "person", "bag"]))  # names only
+    assert main(["prepare", "--data", str(raw), "--out", str(tmp_path / "p")]) == 0
+    assert "resolution 24x16" in capsys.readouterr().out  # 3:2 photos, no taller than 36 pixels
+    assert main(["train", "--data", str(tmp_path / "p"), "--out", str(tmp_path / "r"), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "no --preset: a recipe derived from" in out
+    (run,) = (tmp_path / "r").iterdir()
+    config = json.loads((run / "config.json").read_text())
+    assert config["preset"] == "auto" and config["model"]["resolution"] == [24, 16]
+    assert config["schedule"]["class_split_kimg"] == []  # a names-only class map has no coarse levels
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    kinds = [r["kind"] for r in records if r.get("event") == "growth"]
+    assert kinds[0] == "start" and sorted(kinds[1:]) == ["resolution"] * 3 + ["segmentation"]  # 24x16: 4 stages
+    assert records[-1]["kimg"] == pytest.approx(config["schedule"]["total_kimg"], abs=0.05)
