@@ -10,6 +10,7 @@ import imageio.v2 as imageio
 import numpy as np
 import torch
 
+from styleseg.errors import StylesegError
 from styleseg.generate import level_class_map
 from styleseg.models.load import LoadedGenerator
 from styleseg.sampling import seed_latents, to_class_ids, to_uint8_images
@@ -160,17 +161,32 @@ def sample_grid(
     psi: float = 1.0,
     cols: int = 4,
     zoom: int = 2,
+    beside: LoadedGenerator | None = None,
 ) -> Path:
-    """image | coloured mask | overlay for each seed, `cols` triplets a row, with a legend."""
+    """image | mask | overlay for each seed, `cols` triplets a row, with a legend. With `beside`, each
+    seed's triplet from that model follows (same seed, same ψ; the smaller of the two enlarged by
+    nearest neighbours to the larger's size), so two models compare sample by sample."""
     from styleseg.sampling import synthesize
     from styleseg.viz import triplet
 
     classes = level_class_map(model)
-    st = model.growth
-    out = synthesize(model.G, seeds, st.stage, st.alpha, st.seg_level, psi, device)
-    images, masks = to_uint8_images(out.img), to_class_ids(out.seg)
-    tiles = [triplet(images[i], masks[i], classes.palette) for i in range(len(seeds))]
-    picture = with_legend(upscale(grid(tiles, cols=cols), zoom), classes.classes, classes.palette)
+    models = [model] + ([beside] if beside is not None else [])
+    if beside is not None and list(level_class_map(beside).classes) != list(classes.classes):
+        raise StylesegError(
+            f"{beside.path}: draws other classes than {model.path}; pictures side by side need the same"
+        )
+    height = max(m.config.model.resolution[0] for m in models)
+    rows = []
+    for m in models:
+        st = m.growth
+        out = synthesize(m.G, seeds, st.stage, st.alpha, st.seg_level, psi, device)
+        images, masks = to_uint8_images(out.img), to_class_ids(out.seg)
+        factor = height // images.shape[1]
+        rows.append(
+            [triplet(upscale(images[i], factor), upscale(masks[i], factor), classes.palette) for i in range(len(seeds))]
+        )
+    tiles = [t for group in zip(*rows) for t in group]
+    picture = with_legend(upscale(grid(tiles, cols=cols * len(models)), zoom), classes.classes, classes.palette)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_png(picture, path)

@@ -187,3 +187,14 @@ def test_an_out_folder_that_is_a_file_is_refused_before_any_work(tmp_path, capsy
     assert exit_info.value.code == 2
     assert f"{existing} is a file; this command writes a folder there" in capsys.readouterr().err
     assert existing.read_bytes() == b"GIF89a kept"
+
+
+def test_grid_beside_draws_two_models_at_the_same_seeds(checkpoint, tmp_path):
+    one, two = tmp_path / "one.png", tmp_path / "two.png"
+    assert main(["grid", "--ckpt", str(checkpoint), "--out", str(one), "--seeds", "0-3", "--cols", "2"]) == 0
+    argv = ["grid", "--ckpt", str(checkpoint), "--out", str(two), "--seeds", "0-3", "--cols", "2"]
+    assert main([*argv, "--beside", str(checkpoint)]) == 0
+    a, b = np.asarray(Image.open(one)), np.asarray(Image.open(two))
+    assert b.shape[1] > 1.9 * a.shape[1]  # two triplets a seed (the legend below wraps to the width)
+    # side by side the tiles are those of the model alone: the same colours, no other
+    assert np.array_equal(np.unique(a.reshape(-1, 3), axis=0), np.unique(b.reshape(-1, 3), axis=0))

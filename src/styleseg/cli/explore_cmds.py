@@ -11,6 +11,7 @@ from styleseg.cli.common import (
     float_list,
     folder_arg,
     int_list,
+    load_generator_spec,
     load_model_arg,
     png_file,
     positive_int,
@@ -60,7 +61,13 @@ def register(sub) -> None:
     p.add_argument(
         "--seeds", type=seed_list, default=list(range(16)), help="seeds: a range A-B or comma-separated (default 0-15)"
     )
-    p.add_argument("--cols", type=positive_int, default=4, help="triplets per row (default 4)")
+    p.add_argument("--cols", type=positive_int, default=4, help="seeds per row (default 4)")
+    p.add_argument(
+        "--beside",
+        default=None,
+        metavar="MODEL|CKPT",
+        help="another model drawn at the same seeds beside each triplet (the smaller enlarged), to compare two",
+    )
     p.add_argument("--truncation", type=finite_float, default=1.0, metavar="PSI")
     add_device_arg(p)
     p.set_defaults(func=cmd_grid)
@@ -122,8 +129,13 @@ def cmd_grid(args) -> int:
 
     device = resolve_device(args.device)
     model = load_model_arg(args, device)
-    path = sample_grid(model, args.seeds, Path(args.out), device, args.truncation, args.cols)
-    print(f"sample grid ({model.path}, kimg {model.kimg:.1f}): {path}")
+    beside = load_generator_spec(args.beside, device) if args.beside else None
+    path = sample_grid(model, args.seeds, Path(args.out), device, args.truncation, args.cols, beside=beside)
+    print(
+        f"sample grid ({model.path}, kimg {model.kimg:.1f}"
+        + (f"; beside {beside.path}" if beside else "")
+        + f"): {path}"
+    )
     return 0
 
 
