@@ -46,6 +46,8 @@ def test_project_writes_reconstruction_mask_and_overlay_and_scores_a_split(check
     assert (out / "overlays" / "me.png").exists()
     record = json.loads((out / "projection.jsonl").read_text())
     assert record["name"] == "me" and record["steps"] == 5 and record["seconds"] > 0
+    # the sheet: photo | redrawn | its mask, enlarged 8x (192 // 24), 2-pixel gaps
+    assert Image.open(out / "sheet.png").size[0] == 3 * (16 * 8 + 2) + 2
 
     scored = tmp_path / "s"
     argv = ["project", "--ckpt", str(checkpoint), "--data", str(prepared_tiny), "--split", "train", "--n", "4"]
@@ -60,6 +62,7 @@ def test_project_writes_reconstruction_mask_and_overlay_and_scores_a_split(check
     truth = np.stack([np.asarray(ds.masks[ids.index(n)]) for n in names])
     pred = np.stack([np.asarray(Image.open(scored / "masks" / f"{n}.png")) for n in names])
     assert summary["photos"] == 4
+    assert Image.open(scored / "sheet.png").size[0] == 4 * (16 * 8 + 2) + 2  # with the labelled mask
     assert summary["projected_miou"] == pytest.approx(mean_iou(confusion_matrix(truth, pred, 12)))
 
 

@@ -80,13 +80,15 @@ def cmd_project(args) -> int:
         print("the model file carries no discriminator: fitting pixels alone")
     out = Path(args.out)
     start = time.perf_counter()
-    results, pred_masks = [], []
+    results, pred_masks, sheet_rows = [], [], []
     for s in range(0, len(photos), opts.batch):
         batch = to_tensor(photos[s : s + opts.batch], device)
         proj = project(model, batch, opts, D)
         masks = proj.seg.argmax(1).to(torch.uint8).cpu().numpy()
         pred_masks.append(masks)
         _write(out, names[s : s + opts.batch], proj, masks, photos[s : s + opts.batch], classes)
+        room = SHEET_ROWS - len(sheet_rows)
+        sheet_rows += _sheet_rows(photos[s : s + opts.batch], proj, masks, truth, s, classes, room)
         per_photo = proj.seconds / len(batch)
         for name, err in zip(names[s : s + opts.batch], proj.pixel_error):
             results.append({"name": name, "steps": opts.steps, "seconds": round(per_photo, 3), "error": float(err)})
@@ -110,6 +112,7 @@ def cmd_project(args) -> int:
     from styleseg.jsonio import write_json
 
     write_json(out / "summary.json", summary)
+    _write_sheet(out / "sheet.png", sheet_rows, truth is not None, classes)
     print(
         f"{len(results)} photos in {elapsed:.1f} s ({summary['seconds_per_photo']} s per photo, {opts.steps} steps, "
         f"{opts.space}); mean absolute error {summary['mean_error']} (of 255); outputs in {out}"
@@ -181,3 +184,36 @@ def _write(out: Path, names, proj, masks, photos, classes) -> None:
         Image.fromarray(overlay(np.asarray(photo, np.uint8), mask, classes.palette)).save(
             out / "overlays" / f"{name}.png"
         )
+
+
+SHEET_ROWS = 8
+
+
+def _sheet_rows(photos, proj, masks, truth, start: int, classes, room: int) -> list:
+    """Rows of the contact sheet: photo | redrawn | its mask (| labelled mask when --data gives labels)."""
+    import numpy as np
+
+    from styleseg.sampling import to_uint8_images
+    from styleseg.viz import colorize
+
+    rows = []
+    for i, (photo, image, mask) in enumerate(zip(photos[:room], to_uint8_images(proj.img), masks)):
+        row = [np.asarray(photo, np.uint8), image, colorize(mask, classes.palette)]
+        if truth is not None:
+            row.append(colorize(truth[start + i], classes.palette))
+        rows.append(row)
+    return rows
+
+
+def _write_sheet(path: Path, rows: list, labelled: bool, classes) -> None:
+    """The first photos with what the model made of them, enlarged, one row each, under the class legend."""
+    from styleseg.viz import grid, save_png, upscale, with_legend
+
+    if not rows:
+        return
+    factor = max(1, 192 // rows[0][0].shape[0])
+    tiles = [upscale(tile, factor) for row in rows for tile in row]
+    picture = with_legend(grid(tiles, cols=len(rows[0])), classes.classes, classes.palette)
+    save_png(picture, path)
+    columns = "photo | redrawn | its mask" + (" | labelled mask" if labelled else "")
+    print(f"sheet of {len(rows)} photos ({columns}): {path}")
