@@ -412,17 +412,13 @@ def data_recipe(resolution: tuple[int, int], num_levels: int, train_photos: int,
     """A preset (as `load_preset` returns one) for a dataset nobody wrote one for, from what the data
     says: the resolution and aspect it was prepared at, how many class levels its class map has
     (class splits only where there are coarse levels, else one segmentation event), and how many
-    photos it has. A growth phase lasts 8 kimg x sqrt(photos / 12,800) (12,800 VITON photos: 8 kimg
-    as in the viton64 preset) but at least photos / 100 kimg up to 4 kimg: a phase needs about 125
-    optimiser steps of 32 to settle whatever the data's size (phases of 47 steps left a 451-photo
-    run drawing one person for every seed), and only sets under 400 photos (trials, tests) get
-    shorter ones, down to 0.25 kimg; at viton64's widths and learning rates; segmentation starts at
-    2.5 phases, each class split 1.5 phases later; training ends 12 phases after the last stage has
-    faded in."""
+    photos it has. A growth phase lasts 8 kimg x sqrt(photos / 12,800), between 0.25 and 8 kimg
+    (12,800 VITON photos: 8 kimg as in the viton64 preset; 500 photos: 1.6 kimg, three epochs),
+    at viton64's widths and learning rates; segmentation starts at 2.5 phases, each class split
+    1.5 phases later; training ends 12 phases after the last stage has faded in."""
     base = base_shape_for(resolution)
     stages = int(math.log2(resolution[0] // base[0])) + 1
-    scaled = 8 * math.sqrt(train_photos / 12800)
-    phase = min(8.0, max(0.25, round(max(scaled, min(4.0, train_photos / 100)) * 20) / 20))
+    phase = min(8.0, max(0.25, round(8 * math.sqrt(train_photos / 12800) * 20) / 20))
     seg_start = round(2.5 * phase, 3)
     splits = [round(seg_start + 1.5 * phase * (j + 1), 3) for j in range(num_levels - 1)] if labeled else []
     growth_end = phase * (2 * stages - 2)

@@ -213,17 +213,3 @@ def test_a_names_only_folder_prepares_and_trains_through_its_growth_events_witho
     kinds = [r["kind"] for r in records if r.get("event") == "growth"]
     assert kinds[0] == "start" and sorted(kinds[1:]) == ["resolution"] * 3 + ["segmentation"]  # 24x16: 4 stages
     assert records[-1]["kimg"] == pytest.approx(config["schedule"]["total_kimg"], abs=0.05)
-
-
-@pytest.mark.parametrize(
-    "photos, phase",
-    [(12800, 8.0), (3200, 4.0), (451, 4.0), (200, 2.0), (10, 0.25)],
-)
-def test_the_derived_recipe_gives_real_datasets_phases_long_enough_to_settle(photos, phase):
-    """VITON's 12,800 photos get viton64's 8-kimg phases; a few hundred photos still get ~125 steps of 32
-    per phase (4 kimg); only trial-sized sets get shorter ones."""
-    from styleseg.config import data_recipe
-
-    schedule = data_recipe((64, 48), 1, photos, photos)["schedule"]
-    assert schedule["stable_kimg"] == schedule["fade_kimg"] == phase
-    assert schedule["total_kimg"] == pytest.approx(phase * 8 + 12 * phase)  # 5 stages: 8 phases of growth
