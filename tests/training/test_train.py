@@ -213,3 +213,10 @@ def test_a_names_only_folder_prepares_and_trains_through_its_growth_events_witho
     kinds = [r["kind"] for r in records if r.get("event") == "growth"]
     assert kinds[0] == "start" and sorted(kinds[1:]) == ["resolution"] * 3 + ["segmentation"]  # 24x16: 4 stages
     assert records[-1]["kimg"] == pytest.approx(config["schedule"]["total_kimg"], abs=0.05)
+
+
+def test_the_derived_recipe_leaves_the_matching_aware_discriminator_off():
+    """From the first step on a few hundred photos it collapsed G to one person; it is a late fine-tune."""
+    from styleseg.config import data_recipe
+
+    assert data_recipe((64, 48), 1, 451, 451)["masks"]["mismatch_share"] == 0.0
