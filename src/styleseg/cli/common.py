@@ -94,6 +94,36 @@ def png_file(value: str) -> str:
     return value
 
 
+def name_list(text: str) -> list[str]:
+    """'skirt,coat' -> ['skirt', 'coat'] (empty items dropped)."""
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def add_class_target_args(parser, pairs: str = "pairs") -> None:
+    """--classes and --class-rate: class-targeted sampling, for every command that draws pairs."""
+    parser.add_argument(
+        "--classes",
+        type=name_list,
+        default=[],
+        metavar="NAME,...",
+        help="class-targeted sampling: ask the generator for pairs showing these classes (e.g. skirt,coat), "
+        "screened in w-space and checked on the mask",
+    )
+    parser.add_argument(
+        "--class-rate",
+        type=fraction,
+        default=0.0,
+        help=f"with --classes: the share of {pairs} that should show one of them (e.g. 0.5)",
+    )
+
+
+def class_target(args) -> tuple[list[str], float]:
+    """(classes, rate) from the options `add_class_target_args` added; --classes needs a rate."""
+    if args.classes and not args.class_rate:
+        raise StylesegError("--classes needs a --class-rate in (0, 1], e.g. --class-rate 0.5")
+    return args.classes, (args.class_rate if args.classes else 0.0)
+
+
 def resolve_data(arg: str | None) -> Path:
     """--data, else $STYLESEG_DATA, else a clear error."""
     value = arg or os.environ.get(DATA_ENV)

@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from styleseg.cli.common import (
+    add_class_target_args,
     add_data_arg,
     add_device_arg,
     add_model_args,
+    class_target,
     folder_arg,
     load_generator_spec,
     load_model_arg,
@@ -235,18 +237,7 @@ def add_stream_args(p) -> None:
         default=SegmenterConfig.min_confidence,
         help=f"with --targets confident (default {SegmenterConfig.min_confidence:g})",
     )
-    p.add_argument(
-        "--classes",
-        default=None,
-        metavar="NAME,...",
-        help="class-targeted sampling: ask the generator for pairs showing these classes (e.g. skirt,coat)",
-    )
-    p.add_argument(
-        "--class-rate",
-        type=float,
-        default=0.0,
-        help="with --classes: the share of streamed pairs that should show one of them (e.g. 0.5)",
-    )
+    add_class_target_args(p, "streamed pairs")
 
 
 def stream_options(args, seed: int = 0) -> StreamOptions:
@@ -255,10 +246,7 @@ def stream_options(args, seed: int = 0) -> StreamOptions:
         low, high = (float(v) for v in args.truncation_range.split(","))
     except ValueError as exc:
         raise StylesegError(f"--truncation-range takes LOW,HIGH like 0.7,1, not '{args.truncation_range}'") from exc
-    classes = [c for c in (args.classes or "").split(",") if c]
-    rate = args.class_rate if classes else 0.0
-    if classes and not 0 < rate <= 1:
-        raise StylesegError(f"--classes needs a --class-rate in (0, 1], not {args.class_rate}")
+    classes, rate = class_target(args)
     return StreamOptions(psi_range=(low, high), classes=classes, class_rate=rate, seed=seed)
 
 

@@ -7,8 +7,10 @@ import time
 from pathlib import Path
 
 from styleseg.cli.common import (
+    add_class_target_args,
     add_device_arg,
     add_model_args,
+    class_target,
     finite_float,
     folder_arg,
     fraction,
@@ -59,20 +61,7 @@ def register(sub) -> None:
         default=GenerateOptions.min_agreement,
         help="drop samples whose mask agrees with the filter segmenter's prediction below this mIoU",
     )
-    p.add_argument(
-        "--classes",
-        type=lambda text: [c for c in text.split(",") if c],
-        default=[],
-        metavar="NAME,...",
-        help="class-targeted sampling: ask for pairs that show these classes (e.g. skirt,coat), screened in "
-        "w-space and checked on the mask",
-    )
-    p.add_argument(
-        "--class-rate",
-        type=fraction,
-        default=GenerateOptions.class_rate,
-        help="with --classes: the share of pairs that should show one of them (e.g. 0.5)",
-    )
+    add_class_target_args(p)
     p.add_argument(
         "--force",
         action="store_true",
@@ -92,8 +81,7 @@ def cmd_generate(args) -> int:
 
     if args.min_agreement > 0 and not args.filter_segmenter:
         raise StylesegError("--min-agreement needs --filter-segmenter DIR (a `styleseg segmenter train` folder)")
-    if args.classes and not args.class_rate:
-        raise StylesegError("--classes needs a --class-rate in (0, 1], e.g. --class-rate 0.5")
+    classes, class_rate = class_target(args)
     device = resolve_device(args.device)
     model = load_model_arg(args, device)
     opts = GenerateOptions(
@@ -108,8 +96,8 @@ def cmd_generate(args) -> int:
         filter_segmenter=load_segmenter(Path(args.filter_segmenter), device)[0] if args.filter_segmenter else None,
         min_agreement=args.min_agreement,
         filter_segmenter_dir=str(Path(args.filter_segmenter).resolve()) if args.filter_segmenter else None,
-        classes=args.classes,
-        class_rate=args.class_rate,
+        classes=classes,
+        class_rate=class_rate,
         write=not args.no_write,
     )
     bar = tqdm(total=args.n, unit="pair", desc="generate", disable=not sys.stderr.isatty())
