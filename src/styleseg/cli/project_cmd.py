@@ -51,6 +51,7 @@ def cmd_project(args) -> int:
     from styleseg.device import resolve_device
     from styleseg.generate import level_class_map
     from styleseg.project import discriminator_of, fit_photo, project, to_tensor
+    from styleseg.sampling import to_uint8_images
 
     if bool(args.photos) == bool(args.data):
         raise StylesegError("give photo files or --data PREPARED (one of them)")
@@ -86,9 +87,10 @@ def cmd_project(args) -> int:
         proj = project(model, batch, opts, D)
         masks = proj.seg.argmax(1).to(torch.uint8).cpu().numpy()
         pred_masks.append(masks)
-        _write(out, names[s : s + opts.batch], proj, masks, photos[s : s + opts.batch], classes)
+        redrawn = to_uint8_images(proj.img)
+        _write(out, names[s : s + opts.batch], redrawn, masks, photos[s : s + opts.batch], classes)
         room = SHEET_ROWS - len(sheet_rows)
-        sheet_rows += _sheet_rows(photos[s : s + opts.batch], proj, masks, truth, s, classes, room)
+        sheet_rows += _sheet_rows(photos[s : s + opts.batch], redrawn, masks, truth, s, classes, room)
         per_photo = proj.seconds / len(batch)
         for name, err in zip(names[s : s + opts.batch], proj.pixel_error):
             results.append({"name": name, "steps": opts.steps, "seconds": round(per_photo, 3), "error": float(err)})
@@ -164,16 +166,14 @@ def _scores(pred, truth, images, classes, args, device) -> dict:
     return out
 
 
-def _write(out: Path, names, proj, masks, photos, classes) -> None:
+def _write(out: Path, names, images, masks, photos, classes) -> None:
     import numpy as np
     from PIL import Image
 
-    from styleseg.sampling import to_uint8_images
     from styleseg.viz import overlay
 
     for sub in ("reconstructions", "masks", "overlays", "photos"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    images = to_uint8_images(proj.img)
     palette = [c for color in classes.palette for c in color] + [0] * (768 - 3 * len(classes.palette))
     for name, image, mask, photo in zip(names, images, masks, photos):
         Image.fromarray(np.asarray(photo, np.uint8)).save(out / "photos" / f"{name}.png")
@@ -189,15 +189,14 @@ def _write(out: Path, names, proj, masks, photos, classes) -> None:
 SHEET_ROWS = 8
 
 
-def _sheet_rows(photos, proj, masks, truth, start: int, classes, room: int) -> list:
+def _sheet_rows(photos, redrawn, masks, truth, start: int, classes, room: int) -> list:
     """Rows of the contact sheet: photo | redrawn | its mask (| labelled mask when --data gives labels)."""
     import numpy as np
 
-    from styleseg.sampling import to_uint8_images
     from styleseg.viz import colorize
 
     rows = []
-    for i, (photo, image, mask) in enumerate(zip(photos[:room], to_uint8_images(proj.img), masks)):
+    for i, (photo, image, mask) in enumerate(zip(photos[:room], redrawn, masks)):
         row = [np.asarray(photo, np.uint8), image, colorize(mask, classes.palette)]
         if truth is not None:
             row.append(colorize(truth[start + i], classes.palette))
