@@ -8,7 +8,6 @@ Needs the app extra, Selenium and Debian's chromium + chromium-driver (what the 
 from __future__ import annotations
 
 import argparse
-import socket
 import subprocess
 import sys
 import tempfile
@@ -18,21 +17,14 @@ import urllib.request
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from selenium.webdriver.support.wait import WebDriverWait
+from torch.distributed.elastic.utils.distributed import get_free_port
 
 
 def wait_for(predicate, what: str, timeout: float = 300):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.2)
-    raise SystemExit(f"timed out waiting for {what}")
+    """Selenium's polling wait for any condition (the server's answer is not the driver's)."""
+    waiting = WebDriverWait(None, timeout, poll_frequency=0.2)
+    return waiting.until(lambda _: predicate(), f"timed out waiting for {what}")
 
 
 def main() -> None:
@@ -43,7 +35,7 @@ def main() -> None:
     parser.add_argument("--out", default="docs/serve.png")
     args = parser.parse_args()
 
-    port = free_port()
+    port = get_free_port()
     server = subprocess.Popen([sys.executable, "-m", "styleseg", "serve", "--model", args.model, "--port", str(port)])
     url = f"http://127.0.0.1:{port}"
     try:

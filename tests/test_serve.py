@@ -5,7 +5,6 @@ driven through Selenium changes the seed, reads a pixel's class, downloads a pai
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from torch.distributed.elastic.utils.distributed import get_free_port
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
@@ -30,15 +30,9 @@ pytestmark = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def server(checkpoint, tmp_path):
-    port = free_port()
+    port = get_free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     argv = [sys.executable, "-m", "styleseg", "serve", "--ckpt", str(checkpoint), "--port", str(port)]
     proc = subprocess.Popen([*argv, "--project-steps", "5"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -80,13 +74,11 @@ def browser(tmp_path):
 
 
 def wait_for(predicate, timeout=120, what="the page"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+    """Selenium's own polling wait for any condition (the download is not the driver's)."""
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    waiting = WebDriverWait(None, timeout, poll_frequency=0.2)
+    return waiting.until(lambda _: predicate(), f"timed out waiting for {what}")
 
 
 def rendered(driver) -> int:

@@ -4,7 +4,6 @@ rendezvous on localhost, and resuming a 2-process run in 1 process."""
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from torch.distributed.elastic.utils.distributed import get_free_port
 
 from styleseg.models.weights import list_checkpoints
 from tests.conftest import TINY
@@ -21,12 +21,6 @@ pytestmark = pytest.mark.slow
 
 # Several steps across the first resolution growth event (at 0.032 kimg = 4 steps of 8 images).
 SHORT = ["--set", "schedule.total_kimg=0.064", "--set", "checkpoint_kimg=0.032", "--set", "snapshot_kimg=1"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run(cmd, **kw):
@@ -74,7 +68,7 @@ def test_two_processes_match_one_with_double_batch(prepared_tiny, tmp_path):
             TORCHRUN,
             "--nproc_per_node=2",
             "--master_port",
-            str(free_port()),
+            str(get_free_port()),
             *train_cmd(prepared_tiny, tmp_path / "two", 4),
         ]
     )
@@ -87,7 +81,7 @@ def test_two_processes_match_one_with_double_batch(prepared_tiny, tmp_path):
 
 
 def test_two_nodes_on_localhost_train_and_checkpoint(prepared_tiny, tmp_path):
-    port = free_port()
+    port = get_free_port()
     common = [
         "--nnodes=2",
         "--nproc_per_node=1",
@@ -120,7 +114,7 @@ def test_resume_two_process_checkpoint_in_one_process(prepared_tiny, tmp_path):
             TORCHRUN,
             "--nproc_per_node=2",
             "--master_port",
-            str(free_port()),
+            str(get_free_port()),
             *train_cmd(prepared_tiny, tmp_path / "r", 4),
         ]
     )
@@ -145,7 +139,7 @@ def test_ddp_matches_one_process_through_segmentation_and_class_splits(prepared_
     longer += ["--set", "augment.adjust_kimg=0.05"]  # p moves within the run
     run([sys.executable, *train_cmd(prepared_tiny, tmp_path / "one", 8, *longer)])
     two_cmd = train_cmd(prepared_tiny, tmp_path / "two", 4, *longer)
-    run([TORCHRUN, "--nproc_per_node=2", "--master_port", str(free_port()), *two_cmd])
+    run([TORCHRUN, "--nproc_per_node=2", "--master_port", str(get_free_port()), *two_cmd])
     one, _ = final(tmp_path / "one")
     two, ckpt = final(tmp_path / "two")
     assert ckpt.name == "ckpt-000000256"
