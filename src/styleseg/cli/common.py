@@ -70,6 +70,14 @@ def float_list(text: str) -> list[float]:
     return values
 
 
+def float_pair(text: str) -> tuple[float, float]:
+    """An argparse type: LOW,HIGH, two finite numbers."""
+    values = float_list(text)
+    if len(values) != 2:
+        raise argparse.ArgumentTypeError(f"expected two numbers LOW,HIGH like 0.7,1, not '{text}'")
+    return values[0], values[1]
+
+
 def seed_list(text: str) -> list[int]:
     """An argparse type: a seed range A-B (A <= B) or comma-separated seeds."""
     if "-" in text.strip().lstrip("-") and "," not in text:

@@ -13,6 +13,7 @@ from styleseg.cli.common import (
     add_device_arg,
     add_model_args,
     class_target,
+    float_pair,
     folder_arg,
     load_generator_spec,
     load_model_arg,
@@ -218,7 +219,8 @@ def add_stream_args(p) -> None:
     """How pairs streamed from a generator teach (shared by `evaluate --stream` and `segmenter train --generator`)."""
     p.add_argument(
         "--truncation-range",
-        default=",".join(f"{v:g}" for v in StreamOptions.psi_range),
+        type=float_pair,
+        default=StreamOptions.psi_range,
         metavar="LOW,HIGH",
         help="truncation of each streamed pair, drawn uniformly from this range "
         f"(default {','.join(f'{v:g}' for v in StreamOptions.psi_range)}; e.g. 1,1 for none)",
@@ -242,12 +244,8 @@ def add_stream_args(p) -> None:
 
 def stream_options(args, seed: int = 0) -> StreamOptions:
     """StreamOptions from the options `add_stream_args` added."""
-    try:
-        low, high = (float(v) for v in args.truncation_range.split(","))
-    except ValueError as exc:
-        raise StylesegError(f"--truncation-range takes LOW,HIGH like 0.7,1, not '{args.truncation_range}'") from exc
     classes, rate = class_target(args)
-    return StreamOptions(psi_range=(low, high), classes=classes, class_rate=rate, seed=seed)
+    return StreamOptions(psi_range=args.truncation_range, classes=classes, class_rate=rate, seed=seed)
 
 
 def recipe(args) -> dict:
