@@ -59,11 +59,29 @@ def test_resolution_growth_preserves_function(nets, stage):
     before = G(z, stage - 1, 1.0, 1, noise=noise[: 2 * stage])
     after = G(z, stage, 0.0, 1, noise=noise)
     torch.testing.assert_close(after.img, upsample2(before.img))
-    torch.testing.assert_close(after.seg, upsample2(before.seg))
+    # the mask as class probabilities (G's logits while fading are log-probabilities)
+    torch.testing.assert_close(after.seg.softmax(1), upsample2(before.seg).softmax(1))
     img, seg = after.img, after.seg.softmax(1)
     d_before = D(downsample2(img), downsample2(seg), stage - 1, 1.0, 1, 1.0)
     d_after = D(img, seg, stage, 0.0, 1, 1.0)
     torch.testing.assert_close(d_after, d_before)
+
+
+@pytest.mark.parametrize("alpha", [0.25, 0.5, 0.9])
+def test_a_fading_resolution_mixes_the_two_heads_masks_as_probabilities(nets, alpha):
+    """Mid-fade, the mask is the alpha-mix of the old head's (up-sampled) and the new head's class
+    probabilities, so a new head with small logits has its share of every pixel; the image is the lerp."""
+    _, G, _ = nets
+    stage = 3
+    with torch.no_grad():
+        G.heads[stage - 1].seg[1].weight.mul_(40)  # a trained head's logits dwarf a new one's
+    z, noise = latents(G, 4, stage)
+    old = upsample2(G(z, stage - 1, 1.0, 1, noise=noise[: 2 * stage]).seg).softmax(1)
+    new = G(z, stage, 1.0, 1, noise=noise)
+    mixed = G(z, stage, alpha, 1, noise=noise)
+    torch.testing.assert_close(mixed.seg.softmax(1), torch.lerp(old, new.seg.softmax(1), alpha))
+    old_img = upsample2(G(z, stage - 1, 1.0, 1, noise=noise[: 2 * stage]).img)
+    torch.testing.assert_close(mixed.img, torch.lerp(old_img, new.img, alpha))
 
 
 def test_segmentation_growth_preserves_function(nets):

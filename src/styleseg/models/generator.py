@@ -16,7 +16,7 @@ from styleseg.models.layers import (
     EqualConv2d,
     EqualLinear,
     NoiseInjection,
-    fade,
+    fade_output,
     lrelu,
     pixel_norm,
     upsample2,
@@ -178,7 +178,7 @@ class Generator(nn.Module):
                 skip = upsample2(self.heads[s](x, seg_level))
         out = self.heads[stage](x, seg_level)
         if skip is not None:
-            out = fade(skip, out, alpha)
+            out = fade_output(skip, out, alpha)
         return out[:, :3], (out[:, 3:] if seg_level is not None else None)
 
     def forward(

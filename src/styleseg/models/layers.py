@@ -142,3 +142,20 @@ def fade(skip: torch.Tensor, out: torch.Tensor, alpha: float) -> torch.Tensor:
     if alpha >= 1:
         return out
     return torch.lerp(skip, out, alpha)
+
+
+def fade_output(skip: torch.Tensor, out: torch.Tensor, alpha: float, image_channels: int = 3) -> torch.Tensor:
+    """G's output while a new resolution fades in: the image as `fade`, the mask as a mix of the two
+    heads' class *probabilities*, returned as log-probabilities (their softmax is the mix).
+
+    Not a lerp of logits: a trained head's logits are ~40x larger than a new head's (measured at
+    viton128's growth), so a logit lerp lets the old head decide every pixel until alpha is ~1, the
+    new head learns nothing while it fades in, and the masks break when the old head drops out."""
+    if alpha >= 1 or out.shape[1] == image_channels:
+        return fade(skip, out, alpha)
+    image = torch.lerp(skip[:, :image_channels], out[:, :image_channels], alpha)
+    wide = torch.promote_types(out.dtype, torch.float32)  # probabilities in at least fp32 under autocast
+    old, new = (t[:, image_channels:].to(wide).softmax(1) for t in (skip, out))
+    # a lerp like fade's (alpha may be symbolic under torch.compile); the floor keeps log finite
+    mask = torch.lerp(old, new, alpha).clamp_min(torch.finfo(wide).tiny).log()
+    return torch.cat([image, mask.to(image.dtype)], dim=1)
