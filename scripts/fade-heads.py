@@ -1,0 +1,51 @@
+"""How much the newest resolution's mask head decides while it fades in, per checkpoint.
+
+    python scripts/fade-heads.py runs/v128/00000-viton128/checkpoints/ckpt-000775680 [more checkpoints]
+
+For 32 seeds: the spread of the old (up-sampled) and the new head's mask logits, the share of pixels
+where their argmax agrees, and the share where G's faded output takes the new head's argmax. With a
+lerp of logits a trained head's ~40x larger logits decide every pixel until alpha is ~1.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from styleseg.models.layers import upsample2
+from styleseg.models.load import load_generator
+from styleseg.sampling import seed_latents
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoints", nargs="+")
+    parser.add_argument("--seeds", type=int, default=32)
+    args = parser.parse_args()
+    cpu = torch.device("cpu")
+    for ckpt in args.checkpoints:
+        model = load_generator(Path(ckpt), cpu)
+        G, st = model.G.eval(), model.growth
+        if st.stage == 0 or st.seg_level is None:
+            raise SystemExit(f"{ckpt}: no lower resolution with a mask to compare with (stage {st.stage})")
+        z, noise = seed_latents(G, list(range(args.seeds)), st.stage, cpu)
+        with torch.no_grad():
+            ws, x, heads = G.styles(z), None, {}
+            for s in range(st.stage + 1):
+                x = G.blocks[s](x, ws[:, 2 * s], ws[:, 2 * s + 1], noise[2 * s], noise[2 * s + 1])
+                if s >= st.stage - 1:
+                    heads[s] = G.heads[s](x, st.seg_level)[:, 3:]
+            old, new = upsample2(heads[st.stage - 1]), heads[st.stage]
+            faded = G.synthesis(ws, st.stage, st.alpha, st.seg_level, noise)[1]
+        agree = (old.argmax(1) == new.argmax(1)).float().mean()
+        follows = (faded.argmax(1) == new.argmax(1)).float().mean()
+        print(
+            f"{ckpt}: kimg {model.kimg:.1f}, alpha {st.alpha:.3f}: logit std old {old.std():.2f}, new {new.std():.2f};"
+            f" argmax old = new on {agree:.3f} of pixels; the output follows the new head on {follows:.3f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
