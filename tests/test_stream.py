@@ -43,7 +43,11 @@ def test_streamed_batches_are_new_at_every_step_and_regenerate_from_their_seeds(
     for k, seed in enumerate(first.seeds):
         out = synthesize(model.G, [seed], st.stage, st.alpha, st.seg_level, float(psis[k]), CPU)
         image = (out.img * 127.5 + 128).clamp(0, 255).floor() / 127.5 - 1
-        torch.testing.assert_close(first.images[k : k + 1], image, atol=1e-5, rtol=0)
+        # batch 1 here, 4 in the stream: float rounding may differ in the last bit, and where that
+        # crosses an 8-bit level the quantised pixel moves by one level; nearly all pixels are equal
+        same = (first.images[k : k + 1] - image).abs() < 1e-5
+        torch.testing.assert_close(first.images[k : k + 1], image, atol=1 / 127.5 + 1e-5, rtol=0)
+        assert same.float().mean() > 0.99
         # soft targets are the generator's own class probabilities
         torch.testing.assert_close(first.probs[k : k + 1], out.seg.softmax(1), atol=1e-5, rtol=0)
 
