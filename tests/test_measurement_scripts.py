@@ -1,0 +1,37 @@
+"""The measurement scripts the docs cite: they run and print figures with known answers."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_script(name: str, *args) -> str:
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / name), *map(str, args)], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def segmenter_run(folder: Path, miou: float, legs: float) -> str:
+    folder.mkdir()
+    val = {"miou": miou, "iou": {"background": 0.9, "legs": legs}}
+    (folder / "segmenter.json").write_text(json.dumps({"val": val}))
+    return str(folder)
+
+
+def test_paired_segmenters_prints_the_mean_paired_difference_and_its_interval(tmp_path):
+    base = [segmenter_run(tmp_path / f"a{s}", m, 0.2) for s, m in enumerate((0.40, 0.50, 0.45))]
+    regime = [segmenter_run(tmp_path / f"e{s}", m, 0.3) for s, m in enumerate((0.42, 0.53, 0.46))]
+    out = run_script("paired-segmenters.py", "--baseline", ",".join(base), "--regime", ",".join(regime))
+    # differences +0.02, +0.03, +0.01: mean +0.02, sd 0.01, t(0.975, 2) = 4.303 -> half-width 0.0248
+    assert "paired diff +0.020 [-0.005, +0.045] (no clear difference, 3 seeds)" in out
+    assert "legs           0.200 -> 0.300  +0.100 [+0.100, +0.100]" in out
+
+
+def test_fade_heads_reports_both_heads_of_a_fading_checkpoint(checkpoint):
+    out = run_script("fade-heads.py", checkpoint, "--seeds", "4")
+    assert out.startswith(f"{checkpoint}: kimg ") and "logit std old" in out and "follows the new head on" in out
