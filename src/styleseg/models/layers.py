@@ -155,7 +155,13 @@ def fade_output(skip: torch.Tensor, out: torch.Tensor, alpha: float, image_chann
         return fade(skip, out, alpha)
     image = torch.lerp(skip[:, :image_channels], out[:, :image_channels], alpha)
     wide = torch.promote_types(out.dtype, torch.float32)  # probabilities in at least fp32 under autocast
-    old, new = (t[:, image_channels:].to(wide).softmax(1) for t in (skip, out))
-    # a lerp like fade's (alpha may be symbolic under torch.compile); the floor keeps log finite
-    mask = torch.lerp(old, new, alpha).clamp_min(torch.finfo(wide).tiny).log()
+    old, new = (t[:, image_channels:].to(wide).log_softmax(1) for t in (skip, out))
+    if alpha <= 0:
+        return torch.cat([image, old.to(image.dtype)], dim=1)
+    # log((1 - alpha) e^old + alpha e^new) around the larger of the two: the log's argument is at
+    # least min(alpha, 1 - alpha), so no tiny probability is rounded into it (two runs that round
+    # differently stay close), and alpha enters only through a lerp, as in `fade`, so that it stays
+    # symbolic under torch.compile (math.log(alpha) would recompile at every step).
+    top = torch.maximum(old, new)
+    mask = top + torch.lerp((old - top).exp(), (new - top).exp(), alpha).log()
     return torch.cat([image, mask.to(image.dtype)], dim=1)
