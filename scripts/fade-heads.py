@@ -32,12 +32,10 @@ def main() -> None:
             raise SystemExit(f"{ckpt}: no lower resolution with a mask to compare with (stage {st.stage})")
         z, noise = seed_latents(G, list(range(args.seeds)), st.stage, cpu)
         with torch.no_grad():
-            ws, x, heads = G.styles(z), None, {}
-            for s in range(st.stage + 1):
-                x = G.blocks[s](x, ws[:, 2 * s], ws[:, 2 * s + 1], noise[2 * s], noise[2 * s + 1])
-                if s >= st.stage - 1:
-                    heads[s] = G.heads[s](x, st.seg_level)[:, 3:]
-            old, new = upsample2(heads[st.stage - 1]), heads[st.stage]
+            ws = G.styles(z)
+            # each head alone: the stage below at alpha 1 (up-sampled), this stage at alpha 1, the mix
+            old = upsample2(G.synthesis(ws, st.stage - 1, 1.0, st.seg_level, noise[: 2 * st.stage])[1])
+            new = G.synthesis(ws, st.stage, 1.0, st.seg_level, noise)[1]
             faded = G.synthesis(ws, st.stage, st.alpha, st.seg_level, noise)[1]
         agree = (old.argmax(1) == new.argmax(1)).float().mean()
         follows = (faded.argmax(1) == new.argmax(1)).float().mean()

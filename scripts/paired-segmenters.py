@@ -14,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from styleseg.metrics.usefulness import paired_difference, verdict
+from styleseg.metrics.usefulness import paired_difference, summarize, verdict
 
 
 def scores(folder: str) -> dict:
@@ -36,13 +36,14 @@ def main() -> None:
     diff = paired_difference([s["miou"] for s in r], [s["miou"] for s in b])
     low, high = diff["low"], diff["high"]
     interval = f" [{low:+.3f}, {high:+.3f}]" if low is not None else ""
-    print(f"mIoU: baseline {sum(s['miou'] for s in b) / len(b):.3f}, regime {sum(s['miou'] for s in r) / len(r):.3f}, "
+    mean_b, mean_r = (summarize([s["miou"] for s in runs])["mean"] for runs in (b, r))
+    print(f"mIoU: baseline {mean_b:.3f}, regime {mean_r:.3f}, "
           f"paired diff {diff['mean']:+.3f}{interval} ({verdict(diff)}, {diff['n_seeds']} seeds)")  # fmt: skip
     print("per class (mean IoU baseline -> regime, paired diff [95 % interval]):")
     for name in [k for k in b[0] if k != "miou"]:
         d = paired_difference([s[name] for s in r], [s[name] for s in b])
         span = f" [{d['low']:+.3f}, {d['high']:+.3f}]" if d["low"] is not None else ""
-        mean_b, mean_r = sum(s[name] for s in b) / len(b), sum(s[name] for s in r) / len(r)
+        mean_b, mean_r = (summarize([s[name] for s in runs])["mean"] for runs in (b, r))
         print(f"  {name:<14} {mean_b:.3f} -> {mean_r:.3f}  {d['mean']:+.3f}{span}")
 
 

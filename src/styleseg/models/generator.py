@@ -16,7 +16,8 @@ from styleseg.models.layers import (
     EqualConv2d,
     EqualLinear,
     NoiseInjection,
-    fade_output,
+    fade,
+    fade_mask,
     lrelu,
     pixel_norm,
     upsample2,
@@ -177,9 +178,11 @@ class Generator(nn.Module):
             if s == stage - 1 and alpha < 1:
                 skip = upsample2(self.heads[s](x, seg_level))
         out = self.heads[stage](x, seg_level)
+        img, seg = out[:, :3], (out[:, 3:] if seg_level is not None else None)
         if skip is not None:
-            out = fade_output(skip, out, alpha)
-        return out[:, :3], (out[:, 3:] if seg_level is not None else None)
+            img = fade(skip[:, :3], img, alpha)
+            seg = fade_mask(skip[:, 3:], seg, alpha) if seg is not None else None
+        return img, seg
 
     def forward(
         self,

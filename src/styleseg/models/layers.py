@@ -144,24 +144,22 @@ def fade(skip: torch.Tensor, out: torch.Tensor, alpha: float) -> torch.Tensor:
     return torch.lerp(skip, out, alpha)
 
 
-def fade_output(skip: torch.Tensor, out: torch.Tensor, alpha: float, image_channels: int = 3) -> torch.Tensor:
-    """G's output while a new resolution fades in: the image as `fade`, the mask as a mix of the two
-    heads' class *probabilities*, returned as log-probabilities (their softmax is the mix).
+def fade_mask(skip: torch.Tensor, out: torch.Tensor, alpha: float) -> torch.Tensor:
+    """A mask while a new resolution fades in: the mix of the two heads' class *probabilities*, as
+    log-probabilities (their softmax is the mix); images fade with `fade`.
 
     Not a lerp of logits: a trained head's logits are ~40x larger than a new head's (measured at
     viton128's growth), so a logit lerp lets the old head decide every pixel until alpha is ~1, the
     new head learns nothing while it fades in, and the masks break when the old head drops out."""
-    if alpha >= 1 or out.shape[1] == image_channels:
-        return fade(skip, out, alpha)
-    image = torch.lerp(skip[:, :image_channels], out[:, :image_channels], alpha)
+    if alpha >= 1:
+        return out
     wide = torch.promote_types(out.dtype, torch.float32)  # probabilities in at least fp32 under autocast
-    old, new = (t[:, image_channels:].to(wide).log_softmax(1) for t in (skip, out))
+    old, new = skip.to(wide).log_softmax(1), out.to(wide).log_softmax(1)
     if alpha <= 0:
-        return torch.cat([image, old.to(image.dtype)], dim=1)
+        return old.to(out.dtype)
     # log((1 - alpha) e^old + alpha e^new) around the larger of the two: the log's argument is at
     # least min(alpha, 1 - alpha), so no tiny probability is rounded into it (two runs that round
     # differently stay close), and alpha enters only through a lerp, as in `fade`, so that it stays
     # symbolic under torch.compile (math.log(alpha) would recompile at every step).
     top = torch.maximum(old, new)
-    mask = top + torch.lerp((old - top).exp(), (new - top).exp(), alpha).log()
-    return torch.cat([image, mask.to(image.dtype)], dim=1)
+    return (top + torch.lerp((old - top).exp(), (new - top).exp(), alpha).log()).to(out.dtype)
