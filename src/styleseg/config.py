@@ -48,6 +48,11 @@ class ModelConfig:
     """Initial size of G's output-head weights relative to the equalized-lr init. 1.0 (as in StyleGAN)
     starts every stage with saturated colour noise that takes thousands of steps to unlearn; 0.1
     starts from flat grey (measured in docs/results.md, "Why the output heads start small")."""
+    inherit_rgb_head: bool = False
+    """When a resolution stage fades in, its RGB projection starts as a copy of the previous stage's
+    (weights where the two widths match, the bias always) instead of small: a small head pulls the
+    grown image towards flat grey, through the fade and after it (the 128x96 run v128c in
+    docs/results.md). The mask projections still start small: class probabilities fade as such."""
     mbstd_group: int = 4
     """Group size of the minibatch standard deviation layer in D."""
     w_avg_beta: float = 0.995

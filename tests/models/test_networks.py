@@ -10,6 +10,7 @@ from styleseg.models.generator import Generator
 from styleseg.models.growth import (
     added_stages,
     growth_at,
+    inherit_rgb_projection,
     merge_probabilities,
     parent_index,
     schedule_events,
@@ -225,3 +226,14 @@ def test_small_output_heads_start_near_flat_grey(stage):
     assert stds[1.0][0] > 0.5  # StyleGAN's usual init: saturated noise
     for full, small in zip(stds[1.0], stds[0.1]):
         assert small == pytest.approx(full * 0.1, rel=1e-4)  # a 1x1 conv is linear in its weights
+
+
+def test_an_inherited_rgb_projection_copies_the_bias_always_and_the_weights_where_the_widths_match(nets):
+    cfg, G, _ = nets
+    assert cfg.channels(1) != cfg.channels(2) and cfg.channels(2) == cfg.channels(3)
+    narrower = G.heads[2].rgb.effective_weight.clone()
+    for stage in (2, 3):
+        inherit_rgb_projection(G, stage)
+        torch.testing.assert_close(G.heads[stage].rgb.bias, G.heads[stage - 1].rgb.bias)
+    assert torch.equal(G.heads[2].rgb.effective_weight, narrower)  # 16 -> 8 channels: its own weights
+    torch.testing.assert_close(G.heads[3].rgb.effective_weight, G.heads[2].rgb.effective_weight)

@@ -173,3 +173,32 @@ def test_grown_run_logs_the_new_stage_at_the_sources_kimg(prepared_tiny_x2, chec
     steps = [r for r in records if "loss_D" in r]
     assert steps[-1]["resolution"] == 48 and 0 < steps[-1]["alpha"] < 1 and "loss_G" in steps[-1]
     assert json.loads((ckpt / "meta.json").read_text())["growth"]["stage"] == 4
+
+
+
+def test_an_inherited_rgb_head_starts_as_the_previous_stages(prepared_tiny_x2, checkpoint, tmp_path):
+    """model.inherit_rgb_head: at the growth event the new stage's RGB projection becomes the previous
+    stage's, in G and G_ema; the mask heads keep their small start, and the growth instant stays
+    function-preserving (alpha 0)."""
+    warm = read_warm_start(str(checkpoint))
+    cfg = warm_start_config(warm, None, ["model.resolution=[48,32]", "model.inherit_rgb_head=true"], 0.0)
+    (tmp_path / "run").mkdir()
+    trainer = Trainer(cfg, PreparedDataset(prepared_tiny_x2), tmp_path / "run", torch.device("cpu"))
+    apply_warm_start(trainer, warm)
+    G = trainer.nets.G_ema
+    fresh_seg = [conv.effective_weight.clone() for conv in G.heads[4].seg]
+    z = torch.randn(2, cfg.model.z_dim, generator=torch.Generator().manual_seed(1))
+    noise = G.make_noise(2, 4, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        before = G(z, 4, 0.0, 2, noise=noise)
+    assert not torch.allclose(G.heads[4].rgb.bias, G.heads[3].rgb.bias)
+    trainer.grow_to(trainer.growth())
+    for net in (trainer.nets.G, G):
+        old, new = net.heads[3].rgb, net.heads[4].rgb
+        torch.testing.assert_close(new.bias, old.bias)
+        torch.testing.assert_close(new.effective_weight, old.effective_weight)
+    for conv, start in zip(G.heads[4].seg, fresh_seg):
+        assert torch.equal(conv.effective_weight, start)
+    with torch.no_grad():
+        after = G(z, 4, 0.0, 2, noise=noise)
+    torch.testing.assert_close(after.img, before.img)

@@ -47,8 +47,8 @@ class GrowthEvent:
     detail: str
 
 
-# What a grown model may change: its resolution and the widths of its added stages.
-_GROWABLE = {"resolution", "channel_base", "channel_max", "channel_min"}
+# What a grown model may change: its resolution, the widths of its added stages and how they start.
+_GROWABLE = {"resolution", "channel_base", "channel_max", "channel_min", "inherit_rgb_head"}
 
 
 def added_stages(source: ModelConfig, target: ModelConfig) -> int:
@@ -164,6 +164,15 @@ def split_generator_classes(G, level_from: int, level_to: int, parents: np.ndarr
         old, new = head.seg[level_from], head.seg[level_to]
         bias = old.bias[idx] - torch.log(counts[idx]).to(old.bias.dtype)
         new.set_effective(old.effective_weight[idx], bias)
+
+
+@torch.no_grad()
+def inherit_rgb_projection(G, stage: int) -> None:
+    """Stage `stage`'s RGB projection starts as stage - 1's: its weights where the two stages have the
+    same width (else its own), and the bias (the image's mean colour) always."""
+    old, new = G.heads[stage - 1].rgb, G.heads[stage].rgb
+    same_width = old.weight.shape == new.weight.shape
+    new.set_effective(old.effective_weight if same_width else new.effective_weight, old.bias)
 
 
 @torch.no_grad()

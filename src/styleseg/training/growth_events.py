@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from styleseg.config import TrainConfig
 from styleseg.models.growth import (
     GrowthState,
+    inherit_rgb_projection,
     parent_index,
     schedule_events,
     split_discriminator_classes,
@@ -35,11 +36,19 @@ def growth_messages(cfg: TrainConfig, levels, structure: tuple | None, st: Growt
         yield "class-split", f"{levels[old_level].num_classes} -> {lvl.num_classes} classes ({', '.join(lvl.names)})"
 
 
-def apply_growth(nets: TrainingNetworks, levels, structure: tuple | None, st: GrowthState) -> None:
+def apply_growth(
+    nets: TrainingNetworks, levels, structure: tuple | None, st: GrowthState, inherit_rgb_head: bool = False
+) -> None:
     """The function-preserving operation of each event between two structures: the pair head starts
     as a copy of the image head when segmentation starts, and each class split initialises the
-    children from their parent (G's logits and D's input weights). A new resolution stage needs
-    nothing: its fade starts at alpha 0, where G and D compute what they computed before."""
+    children from their parent (G's logits and D's input weights). A new resolution stage fades in
+    from alpha 0, where G and D compute what they computed before; with `inherit_rgb_head` its RGB
+    projection starts as the previous stage's (model.inherit_rgb_head)."""
+    old_stage = structure[0] if structure else st.stage
+    if inherit_rgb_head:
+        for stage in range(old_stage + 1, st.stage + 1):
+            for G in (nets.G, nets.G_ema):
+                inherit_rgb_projection(G, stage)
     old_level = structure[1] if structure else None
     if old_level is None and st.seg_level is not None and nets.D.final.has_pair_head:
         nets.D.final.start_pair_head()
