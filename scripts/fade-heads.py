@@ -1,10 +1,13 @@
-"""How much the newest resolution's mask head decides while it fades in, per checkpoint.
+"""How much the newest resolution's heads decide while they fade in, per checkpoint.
 
     python scripts/fade-heads.py runs/v128/00000-viton128/checkpoints/ckpt-000775680 [more checkpoints]
 
 For 32 seeds: the spread of the old (up-sampled) and the new head's mask logits, the share of pixels
-where their argmax agrees, and the share where G's faded output takes the new head's argmax. With a
-lerp of logits a trained head's ~40x larger logits decide every pixel until alpha is ~1.
+where their argmax agrees, and the share where G's faded output takes the new head's argmax (with a
+lerp of logits a trained head's ~40x larger logits decide every pixel until alpha is ~1); and the
+two heads' images: their contrast (std over pixels and channels), mean colour distance from each
+other, and mean absolute difference (a new head that pulls the image to flat grey shows as low
+contrast and a colour offset).
 """
 
 from __future__ import annotations
@@ -34,14 +37,19 @@ def main() -> None:
         with torch.no_grad():
             ws = G.styles(z)
             # each head alone: the stage below at alpha 1 (up-sampled), this stage at alpha 1, the mix
-            old = upsample2(G.synthesis(ws, st.stage - 1, 1.0, st.seg_level, noise[: 2 * st.stage])[1])
-            new = G.synthesis(ws, st.stage, 1.0, st.seg_level, noise)[1]
+            old_img, old = (
+                upsample2(t) for t in G.synthesis(ws, st.stage - 1, 1.0, st.seg_level, noise[: 2 * st.stage])
+            )
+            new_img, new = G.synthesis(ws, st.stage, 1.0, st.seg_level, noise)
             faded = G.synthesis(ws, st.stage, st.alpha, st.seg_level, noise)[1]
         agree = (old.argmax(1) == new.argmax(1)).float().mean()
         follows = (faded.argmax(1) == new.argmax(1)).float().mean()
+        colour_gap = (new_img.mean((0, 2, 3)) - old_img.mean((0, 2, 3))).norm()
         print(
             f"{ckpt}: kimg {model.kimg:.1f}, alpha {st.alpha:.3f}: logit std old {old.std():.2f}, new {new.std():.2f};"
-            f" argmax old = new on {agree:.3f} of pixels; the output follows the new head on {follows:.3f}"
+            f" argmax old = new on {agree:.3f} of pixels; the output follows the new head on {follows:.3f};"
+            f" image std old {old_img.std():.3f}, new {new_img.std():.3f}; mean colour gap {colour_gap:.3f};"
+            f" mean |new - old| {(new_img - old_img).abs().mean():.3f}"
         )
 
 

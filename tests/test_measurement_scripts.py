@@ -35,3 +35,4 @@ def test_paired_segmenters_prints_the_mean_paired_difference_and_its_interval(tm
 def test_fade_heads_reports_both_heads_of_a_fading_checkpoint(checkpoint):
     out = run_script("fade-heads.py", checkpoint, "--seeds", "4")
     assert out.startswith(f"{checkpoint}: kimg ") and "logit std old" in out and "follows the new head on" in out
+    assert "image std old" in out and "mean colour gap" in out
