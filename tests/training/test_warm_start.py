@@ -175,7 +175,6 @@ def test_grown_run_logs_the_new_stage_at_the_sources_kimg(prepared_tiny_x2, chec
     assert json.loads((ckpt / "meta.json").read_text())["growth"]["stage"] == 4
 
 
-
 def test_an_inherited_rgb_head_starts_as_the_previous_stages(prepared_tiny_x2, checkpoint, tmp_path):
     """model.inherit_rgb_head: at the growth event the new stage's RGB projection becomes the previous
     stage's, in G and G_ema; the mask heads keep their small start, and the growth instant stays
