@@ -53,13 +53,6 @@ class ModelConfig:
     (weights where the two widths match, the bias always) instead of small: a small head pulls the
     grown image towards flat grey, through the fade and after it (the 128x96 run v128c in
     docs/results.md). The mask projections still start small: class probabilities fade as such."""
-    fade_holds_old_head: bool = False
-    """While a resolution fades in, G's gradient does not flow back through the previous stage's
-    output (its up-sampled image and mask enter the mix as they are). Otherwise G keeps the mix
-    looking right by sharpening the old head instead of teaching the new one (at 128x96 the old
-    head's image contrast rose from 0.69 to 1.15 while the new head's stayed at 0.15-0.29), and the
-    image washes out when the old head drops out at alpha 1. The earlier stages still learn, through
-    the new stage."""
     mbstd_group: int = 4
     """Group size of the minibatch standard deviation layer in D."""
     w_avg_beta: float = 0.995

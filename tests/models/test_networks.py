@@ -85,26 +85,6 @@ def test_a_fading_resolution_mixes_the_two_heads_masks_as_probabilities(nets, al
     torch.testing.assert_close(mixed.img, torch.lerp(old_img, new.img, alpha))
 
 
-@pytest.mark.parametrize("hold", [False, True])
-def test_a_fade_that_holds_the_old_head_trains_only_the_new_path(hold):
-    """model.fade_holds_old_head: mid-fade the output is the same, but no gradient reaches the old
-    head (image and mask); the earlier blocks still learn, through the new stage."""
-    torch.manual_seed(0)
-    G = Generator(tiny_model_config(fade_holds_old_head=hold), SIZES).double()
-    stage = 3
-    z, noise = latents(G, 4, stage)
-    out = G(z, stage, 0.5, 1, noise=noise)
-    (out.img.square().mean() + out.seg.logsumexp(1).mean() + out.seg[:, 0].mean()).backward()
-    old_head = [p.grad for p in G.heads[stage - 1].parameters() if p.requires_grad]
-    assert all(g is None or not g.any() for g in old_head) == hold
-    assert all(p.grad is not None and p.grad.any() for p in G.heads[stage].rgb.parameters())
-    assert G.blocks[0].conv1.weight.grad.any()
-    unheld = Generator(tiny_model_config(), SIZES).double()
-    unheld.load_state_dict(G.state_dict())
-    with torch.no_grad():
-        torch.testing.assert_close(unheld(z, stage, 0.5, 1, noise=noise).img, out.img.detach())
-
-
 def test_segmentation_growth_preserves_function(nets):
     """Adding mask channels leaves G's images and, at seg_alpha 0, D's output unchanged."""
     _, G, D = nets

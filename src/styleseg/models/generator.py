@@ -177,7 +177,6 @@ class Generator(nn.Module):
             x = self.blocks[s](x, ws[:, 2 * s], ws[:, 2 * s + 1], noise[2 * s], noise[2 * s + 1])
             if s == stage - 1 and alpha < 1:
                 skip = upsample2(self.heads[s](x, seg_level))
-                skip = skip.detach() if self.cfg.fade_holds_old_head else skip
         out = self.heads[stage](x, seg_level)
         img, seg = out[:, :3], (out[:, 3:] if seg_level is not None else None)
         if skip is not None:

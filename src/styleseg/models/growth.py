@@ -48,7 +48,7 @@ class GrowthEvent:
 
 
 # What a grown model may change: its resolution, the widths of its added stages and how they start.
-_GROWABLE = {"resolution", "channel_base", "channel_max", "channel_min", "inherit_rgb_head", "fade_holds_old_head"}
+_GROWABLE = {"resolution", "channel_base", "channel_max", "channel_min", "inherit_rgb_head"}
 
 
 def added_stages(source: ModelConfig, target: ModelConfig) -> int:
