@@ -50,9 +50,9 @@ class ModelConfig:
     starts from flat grey (measured in docs/results.md, "Why the output heads start small")."""
     inherit_rgb_head: bool = False
     """When a resolution stage fades in, its RGB projection starts as a copy of the previous stage's
-    (weights where the two widths match, the bias always) instead of small: a small head pulls the
-    grown image towards flat grey, through the fade and after it (the 128x96 run v128c in
-    docs/results.md). The mask projections still start small: class probabilities fade as such."""
+    (weights where the two widths match, the bias always) instead of small, so that the fade mixes
+    in an image closer to the old one (at 128x96: contrast 0.23 instead of 0.16, the old head's
+    0.61; docs/results.md). The mask projections still start small: class probabilities fade as such."""
     mbstd_group: int = 4
     """Group size of the minibatch standard deviation layer in D."""
     w_avg_beta: float = 0.995
