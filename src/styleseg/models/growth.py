@@ -171,8 +171,10 @@ def inherit_rgb_projection(G, stage: int) -> None:
     """Stage `stage`'s RGB projection starts as stage - 1's: its weights where the two stages have the
     same width (else its own), and the bias (the image's mean colour) always."""
     old, new = G.heads[stage - 1].rgb, G.heads[stage].rgb
-    same_width = old.weight.shape == new.weight.shape
-    new.set_effective(old.effective_weight if same_width else new.effective_weight, old.bias)
+    if old.weight.shape == new.weight.shape:
+        new.set_effective(old.effective_weight, old.bias)
+    else:
+        new.bias.copy_(old.bias)
 
 
 @torch.no_grad()

@@ -36,17 +36,14 @@ def growth_messages(cfg: TrainConfig, levels, structure: tuple | None, st: Growt
         yield "class-split", f"{levels[old_level].num_classes} -> {lvl.num_classes} classes ({', '.join(lvl.names)})"
 
 
-def apply_growth(
-    nets: TrainingNetworks, levels, structure: tuple | None, st: GrowthState, inherit_rgb_head: bool = False
-) -> None:
+def apply_growth(nets: TrainingNetworks, levels, structure: tuple | None, st: GrowthState) -> None:
     """The function-preserving operation of each event between two structures: the pair head starts
     as a copy of the image head when segmentation starts, and each class split initialises the
     children from their parent (G's logits and D's input weights). A new resolution stage fades in
-    from alpha 0, where G and D compute what they computed before; with `inherit_rgb_head` its RGB
-    projection starts as the previous stage's (model.inherit_rgb_head)."""
-    old_stage = structure[0] if structure else st.stage
-    if inherit_rgb_head:
-        for stage in range(old_stage + 1, st.stage + 1):
+    from alpha 0, where G and D compute what they computed before; with model.inherit_rgb_head its
+    RGB projection starts as the previous stage's."""
+    if structure and nets.G.cfg.inherit_rgb_head:
+        for stage in range(structure[0] + 1, st.stage + 1):
             for G in (nets.G, nets.G_ema):
                 inherit_rgb_projection(G, stage)
     old_level = structure[1] if structure else None

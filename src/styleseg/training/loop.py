@@ -138,7 +138,7 @@ class Trainer:
         for kind, detail in growth_messages(self.cfg, self.levels, self.structure, st):
             dist.print0(f"growth event at kimg {self.kimg:.1f}: {kind}: {detail}")
             self.logger.event({"event": "growth", "kind": kind, "kimg": self.kimg, "detail": detail})
-        apply_growth(self.nets, self.levels, self.structure, st, self.cfg.model.inherit_rgb_head)
+        apply_growth(self.nets, self.levels, self.structure, st)
         self.structure = st.structure
 
     def real_inputs(self, st: GrowthState, batch: int) -> tuple[torch.Tensor, torch.Tensor | None]:
