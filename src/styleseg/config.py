@@ -53,6 +53,12 @@ class ModelConfig:
     (weights where the two widths match, the bias always) instead of small, so that the fade mixes
     in an image closer to the old one (at 128x96: contrast 0.23 instead of 0.16, the old head's
     0.61; docs/results.md). The mask projections still start small: class probabilities fade as such."""
+    residual_heads_from: int | None = None
+    """From this stage on, a stage's output (image and mask logits) is the output of the stage below,
+    up-sampled smoothly, plus its own head's (StyleGAN2's skip generator), instead of replacing it
+    after a fade. A stage grown onto a trained model then only adds detail; nothing is handed over
+    when its fade ends (with the replacing fade the 128x96 images washed out: the old head was
+    sharpened instead of the new one taught; docs/results.md). None: every stage replaces."""
     mbstd_group: int = 4
     """Group size of the minibatch standard deviation layer in D."""
     w_avg_beta: float = 0.995
@@ -65,6 +71,15 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         self.resolution, self.base_shape = tuple(self.resolution), tuple(self.base_shape)
+        if self.residual_heads_from is not None and self.residual_heads_from < 1:
+            raise ConfigError(
+                f"model.residual_heads_from is {self.residual_heads_from}: stage 0 has no stage below to add to"
+            )
+        if self.residual_heads_from is not None and self.inherit_rgb_head:
+            raise ConfigError(
+                "model.inherit_rgb_head and model.residual_heads_from exclude each other: a residual head "
+                "that copied the stage below's projection would add its image twice"
+            )
         ratio = self.resolution[0] / self.base_shape[0]
         if ratio != self.resolution[1] / self.base_shape[1] or ratio < 1 or not math.log2(ratio).is_integer():
             raise ConfigError(

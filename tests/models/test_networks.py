@@ -17,14 +17,13 @@ from styleseg.models.growth import (
     split_discriminator_classes,
     split_generator_classes,
 )
-from styleseg.models.layers import downsample2, upsample2
+from styleseg.models.layers import downsample2, upsample2, upsample2_smooth
 from tests.conftest import LEVELS, SIZES, latents, tiny_model_config
 
 
-@pytest.fixture
-def nets():
+def make_nets(**changes):
     torch.manual_seed(0)
-    cfg = tiny_model_config()
+    cfg = tiny_model_config(**changes)
     G, D = Generator(cfg, SIZES).double(), Discriminator(cfg, SIZES).double()
     # non-zero noise strengths and biases, so the tests exercise every path
     with torch.no_grad():
@@ -32,6 +31,17 @@ def nets():
             if "noise" in name or name.endswith("bias"):
                 p.add_(0.1 * torch.randn_like(p))
     return cfg, G, D
+
+
+@pytest.fixture
+def nets():
+    return make_nets()
+
+
+@pytest.fixture
+def residual_nets():
+    """Stages 2 and 3 residual: each adds its head's output to the stage below's, up-sampled."""
+    return make_nets(residual_heads_from=2)
 
 
 @pytest.mark.parametrize("stage", range(4))
@@ -85,6 +95,41 @@ def test_a_fading_resolution_mixes_the_two_heads_masks_as_probabilities(nets, al
     torch.testing.assert_close(mixed.img, torch.lerp(old_img, new.img, alpha))
 
 
+def test_a_residual_stage_adds_its_head_to_the_stage_below_smoothly_up_sampled(residual_nets):
+    """At alpha 0 a residual stage's output (image and logits) is the stage below's, smoothly
+    up-sampled, and D's too; mid-fade the new head's share is scaled by alpha; at alpha 1 the stage
+    below still contributes (and still learns), which is the point."""
+    _, G, D = residual_nets
+    z, noise = latents(G, 4, 3)
+    below = G(z, 2, 1.0, 1, noise=noise[:6])
+    grown = G(z, 3, 0.0, 1, noise=noise)
+    torch.testing.assert_close(grown.img, upsample2_smooth(below.img))
+    torch.testing.assert_close(grown.seg, upsample2_smooth(below.seg))
+    d_before = D(downsample2(grown.img), downsample2(grown.seg.softmax(1)), 2, 1.0, 1, 1.0)
+    torch.testing.assert_close(D(grown.img, grown.seg.softmax(1), 3, 0.0, 1, 1.0), d_before)
+    half, full = G(z, 3, 0.5, 1, noise=noise), G(z, 3, 1.0, 1, noise=noise)
+    torch.testing.assert_close(half.img, (grown.img + full.img) / 2)
+    torch.testing.assert_close(half.seg, (grown.seg + full.seg) / 2)
+    # stage 2 is itself stage 1's output plus its own head: the chain starts at the stage below the first
+    stage1 = G(z, 1, 1.0, 1, noise=noise[:4])
+    assert not torch.allclose(below.img, upsample2_smooth(stage1.img))
+    torch.testing.assert_close(G(z, 2, 0.0, 1, noise=noise[:6]).img, upsample2_smooth(stage1.img))
+    full.img.square().mean().backward()
+    assert G.heads[1].rgb.weight.grad.abs().sum() > 0 and G.heads[2].rgb.weight.grad.abs().sum() > 0
+    assert G.heads[0].rgb.weight.grad is None  # below the chain's start, no head is used
+
+
+def test_residual_heads_reject_what_would_break_them():
+    with pytest.raises(ConfigError, match="stage 0 has no stage below"):
+        tiny_model_config(residual_heads_from=0)
+    with pytest.raises(ConfigError, match="exclude each other"):
+        tiny_model_config(residual_heads_from=2, inherit_rgb_head=True)
+    small = tiny_model_config(resolution=(12, 8))  # stages 0-2
+    assert added_stages(small, tiny_model_config(residual_heads_from=3)) == 1
+    with pytest.raises(ConfigError, match="source's trained stage 2"):
+        added_stages(small, tiny_model_config(residual_heads_from=2))
+
+
 def test_segmentation_growth_preserves_function(nets):
     """Adding mask channels leaves G's images and, at seg_alpha 0, D's output unchanged."""
     _, G, D = nets
@@ -100,10 +145,12 @@ def test_segmentation_growth_preserves_function(nets):
 
 
 @pytest.mark.parametrize("level", [0, 1])
-def test_class_split_preserves_function(nets, level):
+@pytest.mark.parametrize("residual_heads_from", [None, 2])
+def test_class_split_preserves_function(level, residual_heads_from):
     """Children start from their parent: merged child probabilities equal the parent probability,
-    and D gives the same output for the fine mask as for the coarse one."""
-    _, G, D = nets
+    and D gives the same output for the fine mask as for the coarse one. With residual heads the
+    children's logits are sums over heads, and the split must keep that too."""
+    _, G, D = make_nets(residual_heads_from=residual_heads_from)
     z, noise = latents(G, 4, 3)
     coarse = G(z, 3, 0.7, level, noise=noise)
     parents = parent_index(LEVELS[level], LEVELS[level + 1])

@@ -8,10 +8,11 @@ import torch
 from safetensors.torch import load_file
 
 from styleseg.cli.main import main
+from styleseg.config import ConfigError
 from styleseg.data.prepare import prepare_dataset
 from styleseg.data.store import PreparedDataset
 from styleseg.models.discriminator import Discriminator
-from styleseg.models.layers import upsample2
+from styleseg.models.layers import upsample2, upsample2_smooth
 from styleseg.models.load import load_generator
 from styleseg.models.weights import list_checkpoints
 from styleseg.models.zoo import load_exported, load_exported_for_training
@@ -201,3 +202,28 @@ def test_an_inherited_rgb_head_starts_as_the_previous_stages(prepared_tiny_x2, c
     with torch.no_grad():
         after = G(z, 4, 0.0, 2, noise=noise)
     torch.testing.assert_close(after.img, before.img)
+
+
+def test_a_residual_stage_grown_onto_a_trained_model_starts_as_its_output_smoothly_up_sampled(
+    prepared_tiny_x2, checkpoint, tmp_path
+):
+    """model.residual_heads_from on the added stage: just after the growth event (alpha 0) the grown
+    G_ema's image and logits are the source's, bilinearly up-sampled; the source's stages may not
+    become residual."""
+    warm = read_warm_start(str(checkpoint))
+    with pytest.raises(ConfigError, match="source's trained stage 3"):
+        warm_start_config(warm, None, ["model.resolution=[48,32]", "model.residual_heads_from=3"], 0.0)
+    cfg = warm_start_config(warm, None, ["model.resolution=[48,32]", "model.residual_heads_from=4"], 0.0)
+    (tmp_path / "run").mkdir()
+    trainer = Trainer(cfg, PreparedDataset(prepared_tiny_x2), tmp_path / "run", torch.device("cpu"))
+    apply_warm_start(trainer, warm)
+    trainer.grow_to(trainer.growth())
+    source = load_generator(checkpoint, torch.device("cpu")).G
+    G = trainer.nets.G_ema
+    z = torch.randn(2, cfg.model.z_dim, generator=torch.Generator().manual_seed(1))
+    noise = G.make_noise(2, 4, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        before = source(z, 3, 1.0, 2, noise=noise[:8])
+        after = G(z, 4, 0.0, 2, noise=noise)
+    torch.testing.assert_close(after.img, upsample2_smooth(before.img))
+    torch.testing.assert_close(after.seg, upsample2_smooth(before.seg))

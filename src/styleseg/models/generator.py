@@ -21,6 +21,7 @@ from styleseg.models.layers import (
     lrelu,
     pixel_norm,
     upsample2,
+    upsample2_smooth,
 )
 
 
@@ -172,12 +173,16 @@ class Generator(nn.Module):
         """ws (B, num_ws, w_dim) -> img (B, 3, H_s, W_s), seg logits (B, K, H_s, W_s) or None."""
         if noise is None:
             noise = self.make_noise(ws.shape[0], stage, device=ws.device)
-        x = skip = None
+        first_residual = self.cfg.residual_heads_from
+        x = out = skip = None
         for s in range(stage + 1):
             x = self.blocks[s](x, ws[:, 2 * s], ws[:, 2 * s + 1], noise[2 * s], noise[2 * s + 1])
-            if s == stage - 1 and alpha < 1:
+            if first_residual is not None and first_residual <= s:  # adds to the stage below; fades by scaling
+                out = upsample2_smooth(out) + (alpha if s == stage else 1.0) * self.heads[s](x, seg_level)
+            elif s == stage or (first_residual is not None and s + 1 == first_residual):
+                out = self.heads[s](x, seg_level)
+            elif s == stage - 1 and alpha < 1:
                 skip = upsample2(self.heads[s](x, seg_level))
-        out = self.heads[stage](x, seg_level)
         img, seg = out[:, :3], (out[:, 3:] if seg_level is not None else None)
         if skip is not None:
             img = fade(skip[:, :3], img, alpha)

@@ -48,7 +48,7 @@ class GrowthEvent:
 
 
 # What a grown model may change: its resolution, the widths of its added stages and how they start.
-_GROWABLE = {"resolution", "channel_base", "channel_max", "channel_min", "inherit_rgb_head"}
+_GROWABLE = {"resolution", "channel_base", "channel_max", "channel_min", "inherit_rgb_head", "residual_heads_from"}
 
 
 def added_stages(source: ModelConfig, target: ModelConfig) -> int:
@@ -64,6 +64,13 @@ def added_stages(source: ModelConfig, target: ModelConfig) -> int:
             "model config differs from the source's in " + ", ".join(f"model.{name}" for name in different)
         )
     added = target.num_stages - source.num_stages
+    first_residual = target.residual_heads_from
+    if first_residual != source.residual_heads_from and first_residual is not None and first_residual < source.num_stages:
+        raise ConfigError(
+            f"model.residual_heads_from {first_residual} would change how the source's trained stage "
+            f"{first_residual} makes its output; a grown model may make only its added stages "
+            f"(from {source.num_stages}) residual"
+        )
     if added < 0:
         raise ConfigError(
             f"model.resolution {target.resolution} is smaller than the source's {source.resolution}: "
@@ -157,12 +164,15 @@ def parent_index(coarse: Level, fine: Level) -> np.ndarray:
 
 @torch.no_grad()
 def split_generator_classes(G, level_from: int, level_to: int, parents: np.ndarray) -> None:
-    """Child logits = parent logit - log(#children): merged child probabilities equal the parent's."""
+    """Child logits = parent logit - log(#children): merged child probabilities equal the parent's.
+    A residual head's logits add to those of the stages below, which already carry the offset."""
     idx = torch.as_tensor(parents, device=G.w_avg.device)
     counts = torch.bincount(idx, minlength=int(idx.max()) + 1).float()
-    for head in G.heads:
+    first_residual = G.cfg.residual_heads_from
+    for s, head in enumerate(G.heads):
         old, new = head.seg[level_from], head.seg[level_to]
-        bias = old.bias[idx] - torch.log(counts[idx]).to(old.bias.dtype)
+        residual = first_residual is not None and s >= first_residual
+        bias = old.bias[idx] - (0.0 if residual else torch.log(counts[idx]).to(old.bias.dtype))
         new.set_effective(old.effective_weight[idx], bias)
 
 

@@ -133,6 +133,12 @@ def upsample2(x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, scale_factor=2, mode="nearest")
 
 
+def upsample2_smooth(x: torch.Tensor) -> torch.Tensor:
+    """Bilinear x2 (the [1, 3, 3, 1] filter of StyleGAN2's skip outputs): a residual head refines a
+    smooth picture instead of first having to undo nearest-neighbour blocks."""
+    return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+
+
 def downsample2(x: torch.Tensor) -> torch.Tensor:
     return F.avg_pool2d(x, 2)
 
