@@ -65,7 +65,8 @@ def added_stages(source: ModelConfig, target: ModelConfig) -> int:
         )
     added = target.num_stages - source.num_stages
     first_residual = target.residual_heads_from
-    if first_residual != source.residual_heads_from and first_residual is not None and first_residual < source.num_stages:
+    changed = first_residual != source.residual_heads_from
+    if changed and first_residual is not None and first_residual < source.num_stages:
         raise ConfigError(
             f"model.residual_heads_from {first_residual} would change how the source's trained stage "
             f"{first_residual} makes its output; a grown model may make only its added stages "
