@@ -7,7 +7,8 @@ where their argmax agrees, and the share where G's faded output takes the new he
 lerp of logits a trained head's ~40x larger logits decide every pixel until alpha is ~1); and the
 two heads' images: their contrast (std over pixels and channels), mean colour distance from each
 other, and mean absolute difference (a new head that pulls the image to flat grey shows as low
-contrast and a colour offset).
+contrast and a colour offset). With residual heads (model.residual_heads_from) the "old head" is
+the stage below's output smoothly up-sampled, and |new - old| is what the new stage adds.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from styleseg.models.layers import upsample2
+from styleseg.models.layers import upsample2, upsample2_smooth
 from styleseg.models.load import load_generator
 from styleseg.sampling import seed_latents
 
@@ -33,12 +34,14 @@ def main() -> None:
         G, st = model.G.eval(), model.growth
         if st.stage == 0 or st.seg_level is None:
             raise SystemExit(f"{ckpt}: no lower resolution with a mask to compare with (stage {st.stage})")
+        residual = G.cfg.residual_heads_from is not None and G.cfg.residual_heads_from <= st.stage
+        up = upsample2_smooth if residual else upsample2
         z, noise = seed_latents(G, list(range(args.seeds)), st.stage, cpu)
         with torch.no_grad():
             ws = G.styles(z)
             # each head alone: the stage below at alpha 1 (up-sampled), this stage at alpha 1, the mix
             old_img, old = (
-                upsample2(t) for t in G.synthesis(ws, st.stage - 1, 1.0, st.seg_level, noise[: 2 * st.stage])
+                up(t) for t in G.synthesis(ws, st.stage - 1, 1.0, st.seg_level, noise[: 2 * st.stage])
             )
             new_img, new = G.synthesis(ws, st.stage, 1.0, st.seg_level, noise)
             faded = G.synthesis(ws, st.stage, st.alpha, st.seg_level, noise)[1]
