@@ -166,6 +166,10 @@ class OptimConfig:
     """WGAN-GP gradient penalty weight."""
     ema_kimg: float = 10.0
     """Half-life of the generator EMA in kimg."""
+    freeze_g_below_stage: int | None = None
+    """G's mapping network and its stages below this index keep their weights (their learning rate is
+    0): for growing a trained model so that only the added stages learn, and the picture the trained
+    stages draw cannot drift while the new ones do. None: all of G trains."""
     ema_rampup: float | None = 0.05
     """Cap the EMA half-life at this fraction of kimg so far (early samples follow G closely)."""
 
@@ -180,6 +184,8 @@ class OptimConfig:
         if not (math.isfinite(self.d_lr_mul) and self.d_lr_mul > 0):
             raise ConfigError(f"optim.d_lr_mul must be positive and finite, not {self.d_lr_mul}")
         self.betas = tuple(self.betas)
+        if self.freeze_g_below_stage is not None and self.freeze_g_below_stage < 1:
+            raise ConfigError(f"optim.freeze_g_below_stage must be at least 1, not {self.freeze_g_below_stage}")
 
     def at_stage(self, values: list, stage: int):
         return values[min(stage, len(values) - 1)]

@@ -8,10 +8,11 @@ import torch
 from safetensors.torch import load_file
 
 from styleseg.cli.main import main
-from styleseg.config import ConfigError
+from styleseg.config import ConfigError, config_from_json
 from styleseg.data.prepare import prepare_dataset
 from styleseg.data.store import PreparedDataset
 from styleseg.models.discriminator import Discriminator
+from styleseg.models.generator import Generator
 from styleseg.models.layers import upsample2, upsample2_smooth
 from styleseg.models.load import load_generator
 from styleseg.models.weights import list_checkpoints
@@ -227,3 +228,27 @@ def test_a_residual_stage_grown_onto_a_trained_model_starts_as_its_output_smooth
         after = G(z, 4, 0.0, 2, noise=noise)
     torch.testing.assert_close(after.img, upsample2_smooth(before.img))
     torch.testing.assert_close(after.seg, upsample2_smooth(before.seg))
+
+
+def test_a_frozen_source_keeps_its_weights_while_the_added_stage_trains(prepared_tiny_x2, checkpoint, tmp_path):
+    """optim.freeze_g_below_stage: after a few steps of a grown run, G's mapping network and the
+    source's stages are the source's, bit for bit, while the added stage has moved."""
+    out = tmp_path / "f"
+    extra = ["--set", "model.resolution=[48,32]", "--set", "schedule.total_kimg=0.344"]
+    assert init_run(prepared_tiny_x2, checkpoint, out, *extra, "--set", "optim.freeze_g_below_stage=4") == 0
+    _, ckpt = final_checkpoint(out)
+    # G and G_ema both start from the source's G_ema
+    source, grown = load_file(checkpoint / "G_ema.safetensors"), load_file(ckpt / "G.safetensors")
+    for name, tensor in source.items():
+        assert name == "w_avg" or torch.equal(grown[name], tensor), name  # w_avg is tracked, not trained
+    added = [name for name in grown if name not in source]
+    assert added and all(name.startswith(("blocks.4.", "heads.4.")) for name in added)
+    run = ckpt.parent.parent
+    cfg = config_from_json(json.loads((run / "config.json").read_text()))
+    torch.manual_seed(cfg.seed)  # as build_networks makes the initial weights
+    start = Generator(cfg.model, load_generator(checkpoint, torch.device("cpu")).G.level_sizes).state_dict()
+    assert any(not torch.equal(grown[name], start[name]) for name in added)
+    # without the option the source's stages train too (the check above can fail)
+    assert init_run(prepared_tiny_x2, checkpoint, tmp_path / "u", *extra) == 0
+    unfrozen = load_file(final_checkpoint(tmp_path / "u")[1] / "G.safetensors")
+    assert any(not torch.equal(unfrozen[name], tensor) for name, tensor in source.items())

@@ -162,7 +162,7 @@ class Trainer:
         lr = cfg.optim.at_stage(cfg.optim.lr, st.stage)
         for opt, opt_lr in ((nets.opt_G, lr), (nets.opt_D, lr * cfg.optim.d_lr_mul)):
             for group in opt.param_groups:
-                group["lr"] = opt_lr
+                group["lr"] = 0.0 if group.get("frozen") else opt_lr
         real_img, real_seg = self.real_inputs(st, args.batch)
         nets.opt_D.zero_grad(set_to_none=True)
         stats, loss_d = self.loss.d_phase(st, args, real_img, real_seg, self.step)
