@@ -40,9 +40,7 @@ def main() -> None:
         with torch.no_grad():
             ws = G.styles(z)
             # each head alone: the stage below at alpha 1 (up-sampled), this stage at alpha 1, the mix
-            old_img, old = (
-                up(t) for t in G.synthesis(ws, st.stage - 1, 1.0, st.seg_level, noise[: 2 * st.stage])
-            )
+            old_img, old = (up(t) for t in G.synthesis(ws, st.stage - 1, 1.0, st.seg_level, noise[: 2 * st.stage]))
             new_img, new = G.synthesis(ws, st.stage, 1.0, st.seg_level, noise)
             faded = G.synthesis(ws, st.stage, st.alpha, st.seg_level, noise)[1]
         agree = (old.argmax(1) == new.argmax(1)).float().mean()
