@@ -167,8 +167,8 @@ class OptimConfig:
     ema_kimg: float = 10.0
     """Half-life of the generator EMA in kimg."""
     freeze_g_below_stage: int | None = None
-    """G's mapping network and its stages below this index keep their weights (their learning rate is
-    0): for growing a trained model so that only the added stages learn, and the picture the trained
+    """G's mapping network and its stages below this index keep their weights (they get no gradient):
+    for growing a trained model so that only the added stages learn, and the picture the trained
     stages draw cannot drift while the new ones do. None: all of G trains."""
     ema_rampup: float | None = 0.05
     """Cap the EMA half-life at this fraction of kimg so far (early samples follow G closely)."""

@@ -20,6 +20,7 @@ from styleseg.models.zoo import load_exported, load_exported_for_training
 from styleseg.training.checkpoint import load_state
 from styleseg.training.loop import Trainer
 from styleseg.training.warm_start import apply_warm_start, read_warm_start, warm_start_config
+from tests.conftest import TINY
 
 
 def export(ckpt, path, *extra):
@@ -252,3 +253,14 @@ def test_a_frozen_source_keeps_its_weights_while_the_added_stage_trains(prepared
     assert init_run(prepared_tiny_x2, checkpoint, tmp_path / "u", *extra) == 0
     unfrozen = load_file(final_checkpoint(tmp_path / "u")[1] / "G.safetensors")
     assert any(not torch.equal(unfrozen[name], tensor) for name, tensor in source.items())
+    # the optimiser holds the same parameters either way: the frozen run resumes unfrozen
+    resume = ["train", "--resume", str(run), "--no-progress", "--set", "optim.freeze_g_below_stage=null"]
+    assert main([*resume, "--set", "schedule.total_kimg=0.4"]) == 0
+    resumed = load_file(final_checkpoint(out)[1] / "G.safetensors")
+    assert any(not torch.equal(resumed[name], tensor) for name, tensor in source.items() if name != "w_avg")
+
+
+def test_freezing_every_stage_a_run_trains_is_refused_with_a_clear_error(prepared_tiny, tmp_path, capsys):
+    argv = ["train", "--data", str(prepared_tiny), "--out", str(tmp_path / "r"), "--preset", TINY, "--no-progress"]
+    assert main([*argv, "--set", "optim.freeze_g_below_stage=2", "--set", "schedule.total_kimg=0.1"]) != 0
+    assert "optim.freeze_g_below_stage is 2 but training is at stage 0" in capsys.readouterr().err

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from styleseg.config import TrainConfig, to_dict
+from styleseg.config import ConfigError, TrainConfig, to_dict
 from styleseg.data.store import PreparedDataset
 from styleseg.errors import StylesegError
 from styleseg.jsonio import write_json
@@ -135,6 +135,12 @@ class Trainer:
 
     # ----- one step -----
     def grow_to(self, st: GrowthState) -> None:
+        frozen_below = self.cfg.optim.freeze_g_below_stage
+        if frozen_below is not None and st.stage < frozen_below:
+            raise ConfigError(
+                f"optim.freeze_g_below_stage is {frozen_below} but training is at stage {st.stage}, where every "
+                "weight of G it uses is frozen: the option is for growing a trained model (train --init)"
+            )
         for kind, detail in growth_messages(self.cfg, self.levels, self.structure, st):
             dist.print0(f"growth event at kimg {self.kimg:.1f}: {kind}: {detail}")
             self.logger.event({"event": "growth", "kind": kind, "kimg": self.kimg, "detail": detail})
@@ -162,7 +168,7 @@ class Trainer:
         lr = cfg.optim.at_stage(cfg.optim.lr, st.stage)
         for opt, opt_lr in ((nets.opt_G, lr), (nets.opt_D, lr * cfg.optim.d_lr_mul)):
             for group in opt.param_groups:
-                group["lr"] = 0.0 if group.get("frozen") else opt_lr
+                group["lr"] = opt_lr
         real_img, real_seg = self.real_inputs(st, args.batch)
         nets.opt_D.zero_grad(set_to_none=True)
         stats, loss_d = self.loss.d_phase(st, args, real_img, real_seg, self.step)

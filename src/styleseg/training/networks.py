@@ -36,17 +36,14 @@ class TrainingNetworks:
         return {"G": self.G, "D": self.D, "G_ema": self.G_ema}
 
 
-def g_param_groups(G: Generator, freeze_below: int | None) -> list[dict]:
-    """G's parameters for Adam: one group, or with `freeze_below` a second group marked frozen (the
-    mapping network and the stages below), whose learning rate the loop holds at 0. Frozen weights
-    stay in the optimiser, so a checkpoint's optimiser state has the same shape either way."""
-    if freeze_below is None:
-        return [{"params": list(G.parameters())}]
-    train, frozen = [], []
+def freeze_generator_below(G: Generator, stage: int) -> None:
+    """optim.freeze_g_below_stage: the mapping network and the stages below `stage` get no gradient.
+    Adam skips a parameter without one, backward stops at the first trained stage, and the optimiser
+    holds the same parameters either way, so a run resumes with or without the option."""
     for name, param in G.named_parameters():
-        stage = G.stage_of(name)
-        (train if stage is not None and stage >= freeze_below else frozen).append(param)
-    return [{"params": train}, {"params": frozen, "frozen": True}]
+        owner = G.stage_of(name)
+        if owner is None or owner < stage:
+            param.requires_grad_(False)
 
 
 def build_networks(
@@ -59,9 +56,9 @@ def build_networks(
         G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     betas = tuple(cfg.optim.betas)
-    opt_G = torch.optim.Adam(
-        g_param_groups(G, cfg.optim.freeze_g_below_stage), lr=cfg.optim.lr[0], betas=betas, eps=cfg.optim.eps
-    )
+    if cfg.optim.freeze_g_below_stage is not None:
+        freeze_generator_below(G, cfg.optim.freeze_g_below_stage)
+    opt_G = torch.optim.Adam(G.parameters(), lr=cfg.optim.lr[0], betas=betas, eps=cfg.optim.eps)
     opt_D = torch.optim.Adam(D.parameters(), lr=cfg.optim.lr[0], betas=betas, eps=cfg.optim.eps)
     if world > 1:
         kwargs = {"device_ids": [device.index]} if device.type == "cuda" else {}
