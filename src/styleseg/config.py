@@ -59,6 +59,12 @@ class ModelConfig:
     after a fade. A stage grown onto a trained model then only adds detail; nothing is handed over
     when its fade ends (with the replacing fade the 128x96 images washed out: the old head was
     sharpened instead of the new one taught; docs/results.md). None: every stage replaces."""
+    residual_d_inputs_from: int | None = None
+    """D's counterpart: from this stage on, D keeps reading the image (and mask) down-sampled at the
+    stage below and adds what the stage's own block finds (StyleGAN2's skip discriminator), instead
+    of handing over to the new block when its fade ends. A stage grown onto a trained model then
+    keeps the trained D's judgement of the down-sampled pair and learns only to judge detail. None:
+    every stage replaces."""
     mbstd_group: int = 4
     """Group size of the minibatch standard deviation layer in D."""
     w_avg_beta: float = 0.995
@@ -71,10 +77,10 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         self.resolution, self.base_shape = tuple(self.resolution), tuple(self.base_shape)
-        if self.residual_heads_from is not None and self.residual_heads_from < 1:
-            raise ConfigError(
-                f"model.residual_heads_from is {self.residual_heads_from}: stage 0 has no stage below to add to"
-            )
+        for name in ("residual_heads_from", "residual_d_inputs_from"):
+            first = getattr(self, name)
+            if first is not None and first < 1:
+                raise ConfigError(f"model.{name} is {first}: stage 0 has no stage below to add to")
         if self.residual_heads_from is not None and self.inherit_rgb_head:
             raise ConfigError(
                 "model.inherit_rgb_head and model.residual_heads_from exclude each other: a residual head "

@@ -119,6 +119,30 @@ def test_a_residual_stage_adds_its_head_to_the_stage_below_smoothly_up_sampled(r
     assert G.heads[0].rgb.weight.grad is None  # below the chain's start, no head is used
 
 
+def test_a_residual_d_stage_adds_its_block_to_the_stage_below_reading_the_pair_down_sampled():
+    """model.residual_d_inputs_from: at alpha 0 D is the stage below's D on the pair down-sampled;
+    at alpha 1 the stage below's input layer still reads the down-sampled pair (and still learns),
+    and the block's share is scaled by alpha between."""
+    _, G, D = make_nets(residual_d_inputs_from=2)
+    z, noise = latents(G, 4, 3)
+    out = G(z, 3, 1.0, 1, noise=noise)
+    img, seg = out.img, out.seg.softmax(1)
+    below = D(downsample2(img), downsample2(seg), 2, 1.0, 1, 1.0)
+    torch.testing.assert_close(D(img, seg, 3, 0.0, 1, 1.0), below)
+    # stage 2 is residual too: at stage 2 itself, alpha 1 still reads the pair at stage 1
+    _, _, plain_D = make_nets()
+    plain_D.load_state_dict(D.state_dict())
+    small_img, small_seg = downsample2(img), downsample2(seg)
+    assert not torch.allclose(below, plain_D(small_img, small_seg, 2, 1.0, 1, 1.0))
+    trunk_half = D._trunk(img, seg, 3, 0.5, 1, 1.0, None)[1]
+    trunk_full = D._trunk(img, seg, 3, 1.0, 1, 1.0, None)[1]
+    trunk_zero = D._trunk(img, seg, 3, 0.0, 1, 1.0, None)[1]
+    torch.testing.assert_close(trunk_half, (trunk_zero + trunk_full) / 2)
+    D(img, seg, 3, 1.0, 1, 1.0).sum().backward()
+    assert D.inputs[2].rgb.weight.grad.abs().sum() > 0 and D.inputs[1].rgb.weight.grad.abs().sum() > 0
+    assert D.inputs[0].rgb.weight.grad is None  # below the residual chain, no input layer reads
+
+
 def test_residual_heads_reject_what_would_break_them():
     with pytest.raises(ConfigError, match="stage 0 has no stage below"):
         tiny_model_config(residual_heads_from=0)
@@ -128,6 +152,11 @@ def test_residual_heads_reject_what_would_break_them():
     assert added_stages(small, tiny_model_config(residual_heads_from=3)) == 1
     with pytest.raises(ConfigError, match="source's trained stage 2"):
         added_stages(small, tiny_model_config(residual_heads_from=2))
+    with pytest.raises(ConfigError, match="residual_d_inputs_from is 0"):
+        tiny_model_config(residual_d_inputs_from=0)
+    assert added_stages(small, tiny_model_config(residual_d_inputs_from=3)) == 1
+    with pytest.raises(ConfigError, match="residual_d_inputs_from 2 .* source's trained stage 2"):
+        added_stages(small, tiny_model_config(residual_d_inputs_from=2))
 
 
 def test_segmentation_growth_preserves_function(nets):

@@ -13,7 +13,7 @@ from styleseg.data.prepare import prepare_dataset
 from styleseg.data.store import PreparedDataset
 from styleseg.models.discriminator import Discriminator
 from styleseg.models.generator import Generator
-from styleseg.models.layers import upsample2, upsample2_smooth
+from styleseg.models.layers import downsample2, upsample2, upsample2_smooth
 from styleseg.models.load import load_generator
 from styleseg.models.weights import list_checkpoints
 from styleseg.models.zoo import load_exported, load_exported_for_training
@@ -209,13 +209,17 @@ def test_an_inherited_rgb_head_starts_as_the_previous_stages(prepared_tiny_x2, c
 def test_a_residual_stage_grown_onto_a_trained_model_starts_as_its_output_smoothly_up_sampled(
     prepared_tiny_x2, checkpoint, tmp_path
 ):
-    """model.residual_heads_from on the added stage: just after the growth event (alpha 0) the grown
-    G_ema's image and logits are the source's, bilinearly up-sampled; the source's stages may not
-    become residual."""
+    """model.residual_heads_from and residual_d_inputs_from on the added stage: just after the growth
+    event (alpha 0) the grown G_ema's image and logits are the source's, bilinearly up-sampled, and D
+    judges the pair as the source's D judges it down-sampled; the source's stages may not become
+    residual."""
     warm = read_warm_start(str(checkpoint))
     with pytest.raises(ConfigError, match="source's trained stage 3"):
         warm_start_config(warm, None, ["model.resolution=[48,32]", "model.residual_heads_from=3"], 0.0)
-    cfg = warm_start_config(warm, None, ["model.resolution=[48,32]", "model.residual_heads_from=4"], 0.0)
+    with pytest.raises(ConfigError, match="residual_d_inputs_from 3 would change"):
+        warm_start_config(warm, None, ["model.resolution=[48,32]", "model.residual_d_inputs_from=3"], 0.0)
+    residual = ["model.residual_heads_from=4", "model.residual_d_inputs_from=4"]
+    cfg = warm_start_config(warm, None, ["model.resolution=[48,32]", *residual], 0.0)
     (tmp_path / "run").mkdir()
     trainer = Trainer(cfg, PreparedDataset(prepared_tiny_x2), tmp_path / "run", torch.device("cpu"))
     apply_warm_start(trainer, warm)
@@ -229,6 +233,11 @@ def test_a_residual_stage_grown_onto_a_trained_model_starts_as_its_output_smooth
         after = G(z, 4, 0.0, 2, noise=noise)
     torch.testing.assert_close(after.img, upsample2_smooth(before.img))
     torch.testing.assert_close(after.seg, upsample2_smooth(before.seg))
+    D, seg = trainer.nets.D, after.seg.softmax(1)
+    with torch.no_grad():
+        judged_below = D(downsample2(after.img), downsample2(seg), 3, 1.0, 2, 1.0)
+        torch.testing.assert_close(D(after.img, seg, 4, 0.0, 2, 1.0), judged_below)
+        assert not torch.allclose(D(after.img, seg, 4, 1.0, 2, 1.0), judged_below)
 
 
 def test_a_frozen_source_keeps_its_weights_while_the_added_stage_trains(prepared_tiny_x2, checkpoint, tmp_path):

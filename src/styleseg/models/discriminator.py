@@ -115,10 +115,27 @@ class Discriminator(nn.Module):
     def features(self, img: torch.Tensor, stage: int) -> list[torch.Tensor]:
         """D's trunk on an image alone, fully grown at `stage`: the feature maps after the input layer
         and after each block, finest first (a learned perceptual space, e.g. for projection)."""
-        x = self.inputs[stage](img, None, None, 0.0)
+        return self._trunk(img, None, stage, 1.0, None, 0.0, None)
+
+    def _trunk(self, img, seg, stage: int, alpha: float, seg_level, seg_alpha: float, pair) -> list[torch.Tensor]:
+        """Feature maps after the input layer and after each block, finest first. Below the stage
+        that fades in, and below every residual stage (model.residual_d_inputs_from), the input
+        layer of the stage below reads the pair down-sampled: the fade mixes it with the block's
+        output, a residual stage adds its block's output to it (scaled by alpha while it fades in)."""
+        first_residual = self.cfg.residual_d_inputs_from
+        x = self.inputs[stage](img, seg, seg_level, seg_alpha, pair)
         out = [x]
         for s in range(stage, 0, -1):
             x = self.blocks[s - 1](x)
+            residual = first_residual is not None and s >= first_residual
+            if residual or (s == stage and alpha < 1):
+                img = downsample2(img)
+                seg = downsample2(seg) if seg is not None else None
+                skip = self.inputs[s - 1](img, seg, seg_level, seg_alpha, pair)
+                if residual:
+                    x = skip + (alpha if s == stage else 1.0) * x
+                else:
+                    x = fade(skip, x, alpha)
             out.append(x)
         return out
 
@@ -137,13 +154,5 @@ class Discriminator(nn.Module):
         mbstd_group overrides the minibatch-stddev group size: it must divide every part of a
         concatenated batch, so real and fake samples never share a group. pair (B,) bool: which
         samples are (image, mask) pairs for the pair head; None: every sample is (one head)."""
-        x = self.inputs[stage](img, seg, seg_level, seg_alpha, pair)
-        if stage > 0:
-            x = self.blocks[stage - 1](x)
-            if alpha < 1:
-                small_seg = downsample2(seg) if seg is not None else None
-                skip = self.inputs[stage - 1](downsample2(img), small_seg, seg_level, seg_alpha, pair)
-                x = fade(skip, x, alpha)
-        for s in range(stage - 1, 0, -1):
-            x = self.blocks[s - 1](x)
+        x = self._trunk(img, seg, stage, alpha, seg_level, seg_alpha, pair)[-1]
         return self.final(x, mbstd_group, pair)

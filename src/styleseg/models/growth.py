@@ -48,7 +48,15 @@ class GrowthEvent:
 
 
 # What a grown model may change: its resolution, the widths of its added stages and how they start.
-_GROWABLE = {"resolution", "channel_base", "channel_max", "channel_min", "inherit_rgb_head", "residual_heads_from"}
+_GROWABLE = {
+    "resolution",
+    "channel_base",
+    "channel_max",
+    "channel_min",
+    "inherit_rgb_head",
+    "residual_heads_from",
+    "residual_d_inputs_from",
+}
 
 
 def added_stages(source: ModelConfig, target: ModelConfig) -> int:
@@ -64,14 +72,15 @@ def added_stages(source: ModelConfig, target: ModelConfig) -> int:
             "model config differs from the source's in " + ", ".join(f"model.{name}" for name in different)
         )
     added = target.num_stages - source.num_stages
-    first_residual = target.residual_heads_from
-    changed = first_residual != source.residual_heads_from
-    if changed and first_residual is not None and first_residual < source.num_stages:
-        raise ConfigError(
-            f"model.residual_heads_from {first_residual} would change how the source's trained stage "
-            f"{first_residual} makes its output; a grown model may make only its added stages "
-            f"(from {source.num_stages}) residual"
-        )
+    for name in ("residual_heads_from", "residual_d_inputs_from"):
+        first_residual = getattr(target, name)
+        changed = first_residual != getattr(source, name)
+        if changed and first_residual is not None and first_residual < source.num_stages:
+            raise ConfigError(
+                f"model.{name} {first_residual} would change how the source's trained stage "
+                f"{first_residual} works; a grown model may make only its added stages "
+                f"(from {source.num_stages}) residual"
+            )
     if added < 0:
         raise ConfigError(
             f"model.resolution {target.resolution} is smaller than the source's {source.resolution}: "
