@@ -114,6 +114,7 @@ def generated_store(
     gen_dir, gen_store = out / "generated", out / "generated-prepared"
     marker = out / "generated-source.json"
     source = {"checkpoint": str(model.path.resolve()), "psi": pairs.psi, "n": pairs.n, "first_seed": pairs.seed}
+    source["upsample"] = pairs.upsample
     if marker.exists() and json.loads(marker.read_text()) != source:
         shutil.rmtree(gen_dir, ignore_errors=True)  # samples of another checkpoint or setting must not be reused
         shutil.rmtree(gen_store, ignore_errors=True)
@@ -337,9 +338,9 @@ def evaluate(
     if len(ds.indices("test", labeled_only=True)):
         ceiling["test"] = evaluate_segmenter(ref, ds, "test", device)
 
-    gen = generated_store(
-        model, out, GenerateOptions(n=opts.n, psi=opts.psi, seed=opts.first_seed), ds.resolution, device, log
-    )
+    smooth = int(math.log2(ds.resolution[0] / model.config.model.resolution[0])) if opts.upsample == "smooth" else 0
+    pairs = GenerateOptions(n=opts.n, psi=opts.psi, seed=opts.first_seed, upsample=smooth)
+    gen = generated_store(model, out, pairs, ds.resolution, device, log)
 
     # 1. agreement
     # generated masks against the reference's reading of their images, one confusion matrix per pair
@@ -402,7 +403,7 @@ def evaluate(
     return metrics
 
 
-def check_fits(model: LoadedGenerator, ds: PreparedDataset, upsample: bool = False) -> None:
+def check_fits(model: LoadedGenerator, ds: PreparedDataset, upsample: str | None = None) -> None:
     """Refuse, before any work, data the model cannot be measured on: other classes, another
     resolution (with `upsample`, the data's may be the model's times a power of two), or a validation
     split too small to both choose (selection half) and report."""

@@ -32,7 +32,7 @@ from styleseg.errors import StylesegError
 from styleseg.jsonio import write_json
 from styleseg.models.load import LoadedGenerator, generator_digest
 from styleseg.options import GenerateOptions
-from styleseg.sampling import synthesize, to_class_ids, to_uint8_images
+from styleseg.sampling import synthesize, to_class_ids, to_uint8_images, upsample_pair
 from styleseg.targeting import ClassTargeter, class_ids_for, targeted_slot
 from styleseg.viz import overlay
 
@@ -93,6 +93,7 @@ def check_continuation(out: Path, record: dict, force: bool = False) -> None:
         before = json.loads(path.read_text())
     except ValueError as exc:
         raise StylesegError(f"{path}: corrupt ({exc}); pass --force to start the folder over") from exc
+    before.setdefault("upsample", 0)  # written before --upsample existed
     changed = [f"{k} {before.get(k)!r} there, {v!r} now" for k, v in record.items() if before.get(k) != v]
     if changed:
         raise StylesegError(
@@ -160,8 +161,9 @@ def generate_dataset(
                 next_seed += 1
             with torch.no_grad():
                 out_t = synthesize(model.G, seeds, st.stage, st.alpha, st.seg_level, opts.psi, device)
-            images, masks = to_uint8_images(out_t.img), to_class_ids(out_t.seg)
-            confidence = out_t.seg.float().softmax(1).amax(1).mean(dim=(1, 2)).cpu().numpy()  # (B,)
+            img, seg = upsample_pair(out_t.img, out_t.seg, opts.upsample)
+            images, masks = to_uint8_images(img), to_class_ids(seg)
+            confidence = seg.float().softmax(1).amax(1).mean(dim=(1, 2)).cpu().numpy()  # (B,)
             agreement = _agreement(opts, images, masks, class_map.num_classes, device)
             records, writes = [], []
             for i, seed in enumerate(seeds):

@@ -117,6 +117,9 @@ class GenerateOptions:
     """Class-targeted sampling: ask for pairs showing these classes (targeting.py)."""
     class_rate: float = 0.0
     """The share of pairs that should show one of `classes`."""
+    upsample: int = 0
+    """Write the pairs 2**upsample times the model's size: image and mask logits up-sampled
+    bilinearly (as a residual stage grown onto the model starts) before the mask's argmax."""
     write: bool = True
     """False only generates (for benchmarking the generator alone)."""
     threads: int = 2
@@ -133,12 +136,14 @@ class GenerateOptions:
                 raise StylesegError(f"{name} must be in [0, 1], not {getattr(self, name)}")
         if self.class_rate > 0 and not self.classes:
             raise StylesegError("a class rate needs classes to target")
+        if not 0 <= self.upsample <= 4:
+            raise StylesegError(f"upsample is {self.upsample}: 0 to 4 doublings of the model's size")
 
     def record(self) -> dict:
         """What decides which pairs a generation holds (not how many, nor how fast): kept with the
         pairs, so that a continuation can be checked against it."""
         keys = ("seed", "psi", "min_person_fraction", "require_person", "min_confidence", "min_agreement")
-        keys += ("filter_segmenter_dir", "classes", "class_rate")
+        keys += ("filter_segmenter_dir", "classes", "class_rate", "upsample")
         return {k: getattr(self, k) for k in keys}
 
 
@@ -188,9 +193,11 @@ class EvalOptions:
     """How streamed pairs teach: soft | hard | weighted | confident (see SegmenterConfig)."""
     min_confidence: float = 0.5
     """'confident' targets: the top probability below which a pixel carries no loss."""
-    upsample: bool = False
-    """Score a model of a lower resolution at the data's: its pairs are up-sampled as `prepare`
-    resizes photos and masks (e.g. a 64x48 model beside a 128x96 one, in the same feature space)."""
+    upsample: str | None = None
+    """Score a model of a lower resolution at the data's (e.g. a 64x48 model beside a 128x96 one, in
+    the same feature space): 'resize' up-samples its pairs as `prepare` resizes photos and masks
+    (Lanczos, nearest), 'smooth' its image and mask logits bilinearly, as a residual stage grown onto
+    it starts (GenerateOptions.upsample). None: the model must draw at the data's resolution."""
 
     def segmenter_config(self, num_classes: int, max_steps: int, seed: int = 0) -> SegmenterConfig:
         """The configuration of every segmenter trained here: the same recipe, its own step bound and seed."""

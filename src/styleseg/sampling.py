@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from styleseg.models.generator import Generator, GeneratorOutput
+from styleseg.models.layers import upsample2_smooth
 
 
 def seed_latents(
@@ -39,6 +40,14 @@ def to_uint8_images(img: torch.Tensor) -> np.ndarray:
 def to_class_ids(seg: torch.Tensor) -> np.ndarray:
     """(B, K, H, W) logits -> (B, H, W) uint8 class ids (argmax)."""
     return seg.argmax(1).to(torch.uint8).cpu().numpy()
+
+
+def upsample_pair(img: torch.Tensor, seg: torch.Tensor | None, times: int):
+    """Image and mask logits up-sampled bilinearly `times` times by 2 (the argmax comes after)."""
+    for _ in range(times):
+        img = upsample2_smooth(img)
+        seg = upsample2_smooth(seg) if seg is not None else None
+    return img, seg
 
 
 @torch.no_grad()

@@ -311,3 +311,7 @@ def test_evaluate_upsample_scores_a_smaller_model_at_the_datas_resolution(checkp
     assert main([*argv, "--out", str(tmp_path / "b"), "--upsample"]) == 0
     gen = np.load(tmp_path / "b" / "generated-prepared" / "images.npy")
     assert gen.shape[1:3] == (48, 32)  # the pairs were scored at the data's resolution
+    assert main([*argv, "--out", str(tmp_path / "s"), "--upsample", "smooth"]) == 0
+    smooth = np.load(tmp_path / "s" / "generated-prepared" / "images.npy")
+    assert smooth.shape == gen.shape and not np.array_equal(smooth, gen)  # bilinear, not Lanczos
+    assert json.loads((tmp_path / "s" / "generated" / "generation.json").read_text())["upsample"] == 1

@@ -12,7 +12,7 @@ from styleseg.cli.main import main
 from styleseg.data.prepare import prepare_dataset
 from styleseg.data.store import PreparedDataset
 from styleseg.models.load import load_generator
-from styleseg.sampling import synthesize
+from styleseg.sampling import synthesize, to_class_ids, to_uint8_images, upsample_pair
 
 
 def generate(ckpt, out, *extra):
@@ -59,6 +59,26 @@ def test_same_options_give_byte_identical_files(checkpoint, tmp_path):
         alone = np.asarray(Image.open(tmp_path / "one" / sub / "000003.png")).astype(int)
         batch = np.asarray(Image.open(tmp_path / "a" / sub / "000003.png")).astype(int)
         assert np.abs(alone - batch).max() <= tolerance or (sub == "masks" and (alone == batch).mean() > 0.999)
+
+
+def test_upsample_writes_the_pairs_bilinearly_up_sampled_before_the_argmax(checkpoint, tmp_path, capsys):
+    """--upsample 1: image and logits up-sampled bilinearly, then the mask's argmax; a folder made
+    without it is not continued with it."""
+    assert generate(checkpoint, tmp_path / "g", "--n", "2", "--upsample", "1") == 0
+    model = load_generator(checkpoint, torch.device("cpu"))
+    st = model.growth
+    out = synthesize(model.G, [0, 1], st.stage, st.alpha, st.seg_level)
+    img, seg = upsample_pair(out.img, out.seg, 1)
+    assert img.shape[-2:] == (48, 32)
+    for i in range(2):
+        written = np.asarray(Image.open(tmp_path / "g" / "images" / f"{i:06d}.png")).astype(int)
+        assert np.abs(written - to_uint8_images(img)[i].astype(int)).max() <= 1
+        mask = np.asarray(Image.open(tmp_path / "g" / "masks" / f"{i:06d}.png"))
+        assert (mask == to_class_ids(seg)[i]).mean() > 0.999  # a pixel may differ only where classes tie
+    # not a nearest-neighbour copy of the model's own pair
+    assert not np.array_equal(to_class_ids(seg)[0], to_class_ids(out.seg)[0].repeat(2, 0).repeat(2, 1))
+    assert generate(checkpoint, tmp_path / "g", "--n", "3") == 2
+    assert "upsample" in capsys.readouterr().err
 
 
 def test_interrupted_export_continues_without_regenerating(checkpoint, tmp_path):

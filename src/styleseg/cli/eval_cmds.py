@@ -96,9 +96,12 @@ def register(sub) -> None:
     add_stream_args(p)
     p.add_argument(
         "--upsample",
-        action="store_true",
-        help="score a model of a lower resolution at the data's (e.g. 64x48 on 128x96 data): its pairs are "
-        "up-sampled as prepare resizes photos and masks",
+        nargs="?",
+        const="resize",
+        choices=["resize", "smooth"],
+        help="score a model of a lower resolution at the data's (e.g. 64x48 on 128x96 data): its pairs "
+        "up-sampled as prepare resizes photos and masks (resize, the default; Lanczos, nearest) or its "
+        "image and mask logits bilinearly (smooth: as a residual stage grown onto it starts)",
     )
     add_cache_arg(p)
     p.add_argument("--inception-weights", default=None, help="local Inception weights for FID (offline machines)")

@@ -67,6 +67,14 @@ def register(sub) -> None:
         action="store_true",
         help="start --out over when it holds pairs generated with other options (they are removed)",
     )
+    p.add_argument(
+        "--upsample",
+        type=int,
+        default=GenerateOptions.upsample,
+        metavar="N",
+        help="write pairs 2**N times the model's size: image and mask logits up-sampled bilinearly before "
+        "the mask's argmax (default 0)",
+    )
     p.add_argument("--no-write", action="store_true", help="generate without writing files (benchmarking)")
     add_device_arg(p)
     p.set_defaults(func=cmd_generate)
@@ -98,6 +106,7 @@ def cmd_generate(args) -> int:
         filter_segmenter_dir=str(Path(args.filter_segmenter).resolve()) if args.filter_segmenter else None,
         classes=classes,
         class_rate=class_rate,
+        upsample=args.upsample,
         write=not args.no_write,
     )
     bar = tqdm(total=args.n, unit="pair", desc="generate", disable=not sys.stderr.isatty())
