@@ -124,12 +124,20 @@ class ScheduleConfig:
     """kimg at which each stage after the first starts to fade in; empty: the regular rhythm
     (stable_kimg, then fade_kimg + stable_kimg per stage). `train --init` with a larger resolution
     than its source's sets it, so that the added stages start where the source stopped."""
+    stage_fade_kimg: list[float] = field(default_factory=list)
+    """kimg over which the first stages after the first fade in; the stages past the list (all, when
+    it is empty) fade over fade_kimg. `train --init` sets it, with stage_start_kimg, to the fades of
+    the source's stages, so that a grown run describes its source as it was trained."""
 
     def stage_starts(self, num_stages: int) -> list[float]:
         """kimg at which stages 1 .. num_stages - 1 start to fade in."""
         if self.stage_start_kimg:
             return list(self.stage_start_kimg)[: num_stages - 1]
         return [self.stable_kimg + (s - 1) * (self.fade_kimg + self.stable_kimg) for s in range(1, num_stages)]
+
+    def fade_of(self, stage: int) -> float:
+        """kimg over which stage `stage` (1 or more) fades in."""
+        return self.stage_fade_kimg[stage - 1] if stage <= len(self.stage_fade_kimg) else self.fade_kimg
 
     def __post_init__(self) -> None:
         self.class_split_kimg = [float(k) for k in self.class_split_kimg]
@@ -139,7 +147,8 @@ class ScheduleConfig:
             raise ConfigError("schedule.class_split_kimg must increase")
         if self.class_split_kimg and self.class_split_kimg[0] <= self.seg_start_kimg:
             raise ConfigError("class splits must come after schedule.seg_start_kimg")
-        if min(self.stable_kimg, self.fade_kimg, self.seg_fade_kimg) < 0 or self.total_kimg <= 0:
+        self.stage_fade_kimg = [float(k) for k in self.stage_fade_kimg]
+        if min(self.stable_kimg, self.fade_kimg, self.seg_fade_kimg, *self.stage_fade_kimg) < 0 or self.total_kimg <= 0:
             raise ConfigError("schedule lengths must be non-negative and total_kimg positive")
         self.stage_start_kimg = [float(k) for k in self.stage_start_kimg]
         if self.stage_start_kimg != sorted(set(self.stage_start_kimg)):
@@ -336,6 +345,12 @@ class TrainConfig:
         if starts and len(starts) != self.model.num_stages - 1:
             raise ConfigError(
                 f"schedule.stage_start_kimg has {len(starts)} entries; model.resolution {self.model.resolution} "
+                f"has {self.model.num_stages - 1} stages after the first"
+            )
+        fades = self.schedule.stage_fade_kimg
+        if len(fades) > self.model.num_stages - 1:
+            raise ConfigError(
+                f"schedule.stage_fade_kimg has {len(fades)} entries; model.resolution {self.model.resolution} "
                 f"has {self.model.num_stages - 1} stages after the first"
             )
         if self.model.channel_min < 1:

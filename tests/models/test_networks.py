@@ -268,6 +268,24 @@ def test_explicit_stage_starts_place_a_grown_stage_late():
         TrainConfig(model=tiny_model_config(), schedule=ScheduleConfig(stage_start_kimg=[10, 20]))
 
 
+def test_a_grown_schedule_keeps_the_fades_of_the_source_stages():
+    """schedule.stage_fade_kimg: the listed stages fade over their own length, the rest over fade_kimg."""
+    sched = ScheduleConfig(
+        stable_kimg=10,
+        fade_kimg=40,
+        seg_start_kimg=25,
+        class_split_kimg=[40, 60],
+        total_kimg=600,
+        stage_start_kimg=[10, 30, 500],
+        stage_fade_kimg=[10, 10],
+    )
+    assert growth_at(35, sched, 4, 3).alpha == 0.5 and growth_at(510, sched, 4, 3).alpha == 0.25
+    texts = [e.detail for e in schedule_events(sched, tiny_model_config(), LEVELS) if e.kind == "resolution"]
+    assert [t.split(" over ")[1] for t in texts] == ["10 kimg", "10 kimg", "40 kimg"]
+    with pytest.raises(ConfigError, match="stage_fade_kimg has 4 entries"):
+        TrainConfig(model=tiny_model_config(), schedule=ScheduleConfig(stage_fade_kimg=[1, 1, 1, 1]))
+
+
 def test_added_stages_lets_a_model_grow_but_not_change():
     small = tiny_model_config(resolution=(12, 8))
     assert added_stages(small, tiny_model_config()) == 1

@@ -130,6 +130,11 @@ def test_growing_a_trained_model_adds_a_stage_that_fades_in_from_its_output(
     cfg = warm_start_config(warm, None, ["model.resolution=[48,32]"], 0.0)
     assert cfg.model.num_stages == warm.config.model.num_stages + 1
     assert cfg.schedule.stage_start_kimg[-1] == pytest.approx(warm.kimg)  # the new stage starts where it stopped
+    # the source's stages fade as they did there, the added one over this config's fade_kimg
+    longer = warm_start_config(warm, None, ["model.resolution=[48,32]", "schedule.fade_kimg=0.07"], 0.0).schedule
+    source = warm.config.schedule
+    assert longer.stage_fade_kimg == [source.fade_kimg] * (warm.config.model.num_stages - 1) != [0.07]
+    assert longer.fade_of(warm.config.model.num_stages) == 0.07
     data = PreparedDataset(prepared_tiny_x2)
     (tmp_path / "run").mkdir()
     trainer = Trainer(cfg, data, tmp_path / "run", torch.device("cpu"))

@@ -97,13 +97,14 @@ def added_stages(source: ModelConfig, target: ModelConfig) -> int:
 
 def grown_schedule(
     source: ScheduleConfig, target: ScheduleConfig, source_stages: int, target_stages: int, start_kimg: float
-) -> list[float]:
-    """stage_start_kimg of a model grown from a source that stopped at `start_kimg`: the source's
-    stages start when they did, the added ones from `start_kimg` on in the target's rhythm
-    (fade_kimg + stable_kimg apart)."""
+) -> tuple[list[float], list[float]]:
+    """(stage_start_kimg, stage_fade_kimg) of a model grown from a source that stopped at
+    `start_kimg`: the source's stages start and fade as they did, the added ones from `start_kimg`
+    on in the target's rhythm (fade_kimg + stable_kimg apart; they fade over its fade_kimg)."""
     starts = source.stage_starts(source_stages)
     step = target.fade_kimg + target.stable_kimg
-    return starts + [start_kimg + i * step for i in range(target_stages - source_stages)]
+    added = [start_kimg + i * step for i in range(target_stages - source_stages)]
+    return starts + added, [source.fade_of(s) for s in range(1, source_stages)]
 
 
 def first_seg_level(schedule: ScheduleConfig, num_levels: int) -> int:
@@ -123,7 +124,8 @@ def growth_at(kimg: float, schedule: ScheduleConfig, num_stages: int, num_levels
         if kimg < start:
             break
         stage = s
-        alpha = min(1.0, (kimg - start) / schedule.fade_kimg) if schedule.fade_kimg > 0 else 1.0
+        fade = schedule.fade_of(s)
+        alpha = min(1.0, (kimg - start) / fade) if fade > 0 else 1.0
     seg_level, seg_alpha = None, 0.0
     if schedule.seg_start_kimg is not None and kimg >= schedule.seg_start_kimg:
         seg_level = first_seg_level(schedule, num_levels) + sum(kimg >= k for k in schedule.class_split_kimg)
@@ -139,7 +141,7 @@ def schedule_events(schedule: ScheduleConfig, model: ModelConfig, levels: list[L
         if k >= schedule.total_kimg:
             break
         h, w = model.stage_shape(s)
-        events.append(GrowthEvent(k, "resolution", f"{h}x{w} fades in over {schedule.fade_kimg:g} kimg"))
+        events.append(GrowthEvent(k, "resolution", f"{h}x{w} fades in over {schedule.fade_of(s):g} kimg"))
     if schedule.seg_start_kimg is not None and schedule.seg_start_kimg < schedule.total_kimg:
         level = first_seg_level(schedule, len(levels))
         names = ", ".join(levels[level].names)

@@ -93,12 +93,12 @@ def warm_start_config(warm: WarmStart, preset: str | None, overrides: list[str],
     if not added or "schedule.stage_start_kimg" in keys:
         return target
     source_stages = warm.config.model.num_stages
-    starts = grown_schedule(
+    starts, fades = grown_schedule(
         warm.config.schedule, target.schedule, source_stages, target.model.num_stages, warm.kimg + d_only_kimg
     )
     shift = starts[source_stages - 1] - target.schedule.stage_starts(target.model.num_stages)[source_stages - 1]
     schedule = data.setdefault("schedule", {})
-    schedule["stage_start_kimg"] = starts
+    schedule["stage_start_kimg"], schedule["stage_fade_kimg"] = starts, fades
     if "schedule.total_kimg" not in keys:
         schedule["total_kimg"] = round(target.schedule.total_kimg + shift, 3)
     return config_from_json(apply_overrides(data, overrides))  # overrides win, total_kimg absolute
