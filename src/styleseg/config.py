@@ -59,6 +59,12 @@ class ModelConfig:
     after a fade. A stage grown onto a trained model then only adds detail; nothing is handed over
     when its fade ends (with the replacing fade the 128x96 images washed out: the old head was
     sharpened instead of the new one taught; docs/results.md). None: every stage replaces."""
+    residual_detail_only: bool = False
+    """A residual stage adds only detail: its head's image and logits less their own low-pass (the
+    head's output down-sampled and up-sampled smoothly), as each level of a Laplacian pyramid
+    (LAPGAN). What the stage below drew (colours, regions) it can then sharpen but not repaint:
+    unconstrained, the 128x96 stage of viton128 repainted whole regions (green hair, cyan
+    backgrounds) within 8 kimg (docs/results.md)."""
     residual_d_inputs_from: int | None = None
     """D's counterpart: from this stage on, D keeps reading the image (and mask) down-sampled at the
     stage below and adds what the stage's own block finds (StyleGAN2's skip discriminator), instead
@@ -81,6 +87,8 @@ class ModelConfig:
             first = getattr(self, name)
             if first is not None and first < 1:
                 raise ConfigError(f"model.{name} is {first}: stage 0 has no stage below to add to")
+        if self.residual_detail_only and self.residual_heads_from is None:
+            raise ConfigError("model.residual_detail_only needs model.residual_heads_from (the stages it applies to)")
         if self.residual_heads_from is not None and self.inherit_rgb_head:
             raise ConfigError(
                 "model.inherit_rgb_head and model.residual_heads_from exclude each other: a residual head "

@@ -119,6 +119,28 @@ def test_a_residual_stage_adds_its_head_to_the_stage_below_smoothly_up_sampled(r
     assert G.heads[0].rgb.weight.grad is None  # below the chain's start, no head is used
 
 
+def test_a_detail_only_residual_stage_adds_its_head_less_the_heads_low_pass():
+    """model.residual_detail_only: the added image and logits are the head's output less its own
+    low-pass (down-sampled, then up-sampled smoothly), so a flat head output adds nothing."""
+    _, G, _ = make_nets(residual_heads_from=3, residual_detail_only=True)
+    z, noise = latents(G, 4, 3)
+    captured = {}
+    G.heads[3].register_forward_hook(lambda module, args, output: captured.update(head=output))
+    below = G(z, 2, 1.0, 1, noise=noise[:6])
+    grown = G(z, 3, 1.0, 1, noise=noise)
+    head = captured["head"]
+    detail = head - upsample2_smooth(downsample2(head))
+    torch.testing.assert_close(grown.img, upsample2_smooth(below.img) + detail[:, :3])
+    torch.testing.assert_close(grown.seg, upsample2_smooth(below.seg) + detail[:, 3:])
+    with torch.no_grad():  # a head that emits only its bias (a flat colour, flat logits) adds nothing
+        G.heads[3].rgb.weight.zero_()
+        G.heads[3].seg[1].weight.zero_()
+    flat = G(z, 3, 1.0, 1, noise=noise)
+    torch.testing.assert_close(flat.img, upsample2_smooth(below.img))
+    torch.testing.assert_close(flat.seg, upsample2_smooth(below.seg))
+    assert G.heads[3].rgb.bias.abs().sum() > 0  # (the bias is not zero: the low-pass removed it)
+
+
 def test_a_residual_d_stage_adds_its_block_to_the_stage_below_reading_the_pair_down_sampled():
     """model.residual_d_inputs_from: at alpha 0 D is the stage below's D on the pair down-sampled;
     at alpha 1 the stage below's input layer still reads the down-sampled pair (and still learns),
@@ -152,6 +174,12 @@ def test_residual_heads_reject_what_would_break_them():
     assert added_stages(small, tiny_model_config(residual_heads_from=3)) == 1
     with pytest.raises(ConfigError, match="source's trained stage 2"):
         added_stages(small, tiny_model_config(residual_heads_from=2))
+    with pytest.raises(ConfigError, match="residual_detail_only needs model.residual_heads_from"):
+        tiny_model_config(residual_detail_only=True)
+    residual_small = tiny_model_config(resolution=(12, 8), residual_heads_from=2)
+    with pytest.raises(ConfigError, match="residual_detail_only True would change"):
+        added_stages(residual_small, tiny_model_config(residual_heads_from=2, residual_detail_only=True))
+    assert added_stages(small, tiny_model_config(residual_heads_from=3, residual_detail_only=True)) == 1
     with pytest.raises(ConfigError, match="residual_d_inputs_from is 0"):
         tiny_model_config(residual_d_inputs_from=0)
     assert added_stages(small, tiny_model_config(residual_d_inputs_from=3)) == 1

@@ -16,6 +16,7 @@ from styleseg.models.layers import (
     EqualConv2d,
     EqualLinear,
     NoiseInjection,
+    downsample2,
     fade,
     fade_mask,
     lrelu,
@@ -178,7 +179,10 @@ class Generator(nn.Module):
         for s in range(stage + 1):
             x = self.blocks[s](x, ws[:, 2 * s], ws[:, 2 * s + 1], noise[2 * s], noise[2 * s + 1])
             if first_residual is not None and first_residual <= s:  # adds to the stage below; fades by scaling
-                out = upsample2_smooth(out) + (alpha if s == stage else 1.0) * self.heads[s](x, seg_level)
+                added = self.heads[s](x, seg_level)
+                if self.cfg.residual_detail_only:
+                    added = added - upsample2_smooth(downsample2(added))
+                out = upsample2_smooth(out) + (alpha if s == stage else 1.0) * added
             elif s == stage or (first_residual is not None and s + 1 == first_residual):
                 out = self.heads[s](x, seg_level)
             elif s == stage - 1 and alpha < 1:

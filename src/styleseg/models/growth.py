@@ -56,6 +56,7 @@ _GROWABLE = {
     "inherit_rgb_head",
     "residual_heads_from",
     "residual_d_inputs_from",
+    "residual_detail_only",
 }
 
 
@@ -81,6 +82,12 @@ def added_stages(source: ModelConfig, target: ModelConfig) -> int:
                 f"{first_residual} works; a grown model may make only its added stages "
                 f"(from {source.num_stages}) residual"
             )
+    trained_residual = source.residual_heads_from is not None and source.residual_heads_from < source.num_stages
+    if target.residual_detail_only != source.residual_detail_only and trained_residual:
+        raise ConfigError(
+            f"model.residual_detail_only {target.residual_detail_only} would change what the source's trained "
+            f"residual stages (from {source.residual_heads_from}) add"
+        )
     if added < 0:
         raise ConfigError(
             f"model.resolution {target.resolution} is smaller than the source's {source.resolution}: "
