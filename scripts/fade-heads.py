@@ -9,6 +9,10 @@ two heads' images: their contrast (std over pixels and channels), mean colour di
 other, and mean absolute difference (a new head that pulls the image to flat grey shows as low
 contrast and a colour offset). With residual heads (model.residual_heads_from) the "old head" is
 the stage below's output smoothly up-sampled, and |new - old| is what the new stage adds.
+
+--picture PATH draws, for the first 6 seeds of each checkpoint, three rows: the old head's image
+(up-sampled), the new head's, and their difference times 4 around grey (what the new stage adds:
+detail shows as edges, a repainting stage as coloured regions).
 """
 
 from __future__ import annotations
@@ -16,19 +20,23 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 
 from styleseg.models.layers import upsample2, upsample2_smooth
 from styleseg.models.load import load_generator
-from styleseg.sampling import seed_latents
+from styleseg.sampling import seed_latents, to_uint8_images
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoints", nargs="+")
     parser.add_argument("--seeds", type=int, default=32)
+    parser.add_argument("--picture", type=Path, default=None, help="PNG of old, new and 4x their difference")
     args = parser.parse_args()
     cpu = torch.device("cpu")
+    rows = []
     for ckpt in args.checkpoints:
         model = load_generator(Path(ckpt), cpu)
         G, st = model.G.eval(), model.growth
@@ -52,6 +60,11 @@ def main() -> None:
             f" image std old {old_img.std():.3f}, new {new_img.std():.3f}; mean colour gap {colour_gap:.3f};"
             f" mean |new - old| {(new_img - old_img).abs().mean():.3f}"
         )
+        for img in (old_img, new_img, 4 * (new_img - old_img)):
+            rows.append(np.concatenate(list(to_uint8_images(img[:6])), axis=1))
+    if args.picture:
+        Image.fromarray(np.concatenate(rows, axis=0)).save(args.picture)
+        print(f"picture: {args.picture}")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -32,7 +35,10 @@ def test_paired_segmenters_prints_the_mean_paired_difference_and_its_interval(tm
     assert "legs           0.200 -> 0.300  +0.100 [+0.100, +0.100]" in out
 
 
-def test_fade_heads_reports_both_heads_of_a_fading_checkpoint(checkpoint):
-    out = run_script("fade-heads.py", checkpoint, "--seeds", "4")
+def test_fade_heads_reports_both_heads_of_a_fading_checkpoint(checkpoint, tmp_path):
+    out = run_script("fade-heads.py", checkpoint, "--seeds", "4", "--picture", tmp_path / "heads.png")
     assert out.startswith(f"{checkpoint}: kimg ") and "logit std old" in out and "follows the new head on" in out
     assert "image std old" in out and "mean colour gap" in out
+    h, w = json.loads((checkpoint / "config.json").read_text())["model"]["resolution"]
+    picture = np.asarray(Image.open(tmp_path / "heads.png"))
+    assert picture.shape == (3 * h, 4 * w, 3)  # old, new, difference; one column per seed
