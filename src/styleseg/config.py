@@ -64,7 +64,7 @@ class ModelConfig:
     head's output down-sampled and up-sampled smoothly), as each level of a Laplacian pyramid
     (LAPGAN). What the stage below drew (colours, regions) it can then sharpen but not repaint:
     unconstrained, the 128x96 stage of viton128 repainted whole regions (green hair, cyan
-    backgrounds) within 8 kimg (docs/results.md)."""
+    backgrounds) within 4 kimg (docs/results.md)."""
     residual_d_inputs_from: int | None = None
     """D's counterpart: from this stage on, D keeps reading the image (and mask) down-sampled at the
     stage below and adds what the stage's own block finds (StyleGAN2's skip discriminator), instead
