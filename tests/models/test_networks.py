@@ -275,16 +275,15 @@ def test_growth_schedule():
     assert kinds == ["resolution", "segmentation", "resolution", "class-split", "resolution", "class-split"]
 
 
+def late_grown_schedule(**changes) -> ScheduleConfig:
+    """A model grown from a trained one: its first stages on a 10-kimg rhythm, the added one at 500."""
+    fields = dict(stable_kimg=10, fade_kimg=10, seg_start_kimg=25, class_split_kimg=[40, 60], total_kimg=600)
+    return ScheduleConfig(**{**fields, "stage_start_kimg": [10, 30, 500], **changes})
+
+
 def test_explicit_stage_starts_place_a_grown_stage_late():
     """A model grown from a trained one: its first stages on the regular rhythm, the added one at 500."""
-    sched = ScheduleConfig(
-        stable_kimg=10,
-        fade_kimg=10,
-        seg_start_kimg=25,
-        class_split_kimg=[40, 60],
-        total_kimg=600,
-        stage_start_kimg=[10, 30, 500],
-    )
+    sched = late_grown_schedule()
     assert sched.stage_starts(4) == [10, 30, 500] and sched.stage_starts(3) == [10, 30]
     assert (growth_at(499, sched, 4, 3).stage, growth_at(499, sched, 4, 3).alpha) == (2, 1.0)
     assert (growth_at(505, sched, 4, 3).stage, growth_at(505, sched, 4, 3).alpha) == (3, 0.5)
@@ -298,15 +297,7 @@ def test_explicit_stage_starts_place_a_grown_stage_late():
 
 def test_a_grown_schedule_keeps_the_fades_of_the_source_stages():
     """schedule.stage_fade_kimg: the listed stages fade over their own length, the rest over fade_kimg."""
-    sched = ScheduleConfig(
-        stable_kimg=10,
-        fade_kimg=40,
-        seg_start_kimg=25,
-        class_split_kimg=[40, 60],
-        total_kimg=600,
-        stage_start_kimg=[10, 30, 500],
-        stage_fade_kimg=[10, 10],
-    )
+    sched = late_grown_schedule(fade_kimg=40, stage_fade_kimg=[10, 10])
     assert growth_at(35, sched, 4, 3).alpha == 0.5 and growth_at(510, sched, 4, 3).alpha == 0.25
     texts = [e.detail for e in schedule_events(sched, tiny_model_config(), LEVELS) if e.kind == "resolution"]
     assert [t.split(" over ")[1] for t in texts] == ["10 kimg", "10 kimg", "40 kimg"]
