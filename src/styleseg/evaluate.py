@@ -318,7 +318,7 @@ def evaluate(
 ) -> dict:
     start = time.perf_counter()
     ds = PreparedDataset(data)
-    check_fits(model, ds, opts.upsample)
+    doublings = check_fits(model, ds, opts.upsample)
     if opts.upsample and opts.stream is not None and tuple(model.config.model.resolution) != ds.resolution:
         raise StylesegError("--stream draws pairs at the model's resolution: leave out --upsample or --stream")
     check_real_subset(ds, opts)  # before any training, so a wrong subset costs nothing
@@ -338,7 +338,7 @@ def evaluate(
     if len(ds.indices("test", labeled_only=True)):
         ceiling["test"] = evaluate_segmenter(ref, ds, "test", device)
 
-    smooth = int(math.log2(ds.resolution[0] / model.config.model.resolution[0])) if opts.upsample == "smooth" else 0
+    smooth = doublings if opts.upsample == "smooth" else 0
     pairs = GenerateOptions(n=opts.n, psi=opts.psi, seed=opts.first_seed, upsample=smooth)
     gen = generated_store(model, out, pairs, ds.resolution, device, log)
 
@@ -403,10 +403,11 @@ def evaluate(
     return metrics
 
 
-def check_fits(model: LoadedGenerator, ds: PreparedDataset, upsample: str | None = None) -> None:
+def check_fits(model: LoadedGenerator, ds: PreparedDataset, upsample: str | None = None) -> int:
     """Refuse, before any work, data the model cannot be measured on: other classes, another
     resolution (with `upsample`, the data's may be the model's times a power of two), or a validation
-    split too small to both choose (selection half) and report."""
+    split too small to both choose (selection half) and report. Returns how many doublings take the
+    model's resolution to the data's (0: the same)."""
     drawn = None if model.level is None else list(model.level.names)
     if drawn is None:
         raise StylesegError(f"{model.path}: this model draws no masks yet (trained on images only)")
@@ -436,6 +437,7 @@ def check_fits(model: LoadedGenerator, ds: PreparedDataset, upsample: str | None
             "at least 2 (one half chooses the segmenter's weights, the other reports): add labelled val samples "
             "(splits/val.txt) or prepare a dataset with more"
         )
+    return int(math.log2(factor))
 
 
 def given_reference(folder: Path, num_classes: int, device: torch.device, log=print):
