@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -14,7 +15,8 @@ import torch
 from safetensors.torch import load_file
 
 from styleseg.data.store import PreparedDataset
-from styleseg.metrics.segmenter_train import segmentation_loss, synthetic_targets, train_segmenter
+from styleseg.errors import StylesegError
+from styleseg.metrics.segmenter_train import batch_split, segmentation_loss, synthetic_targets, train_segmenter
 from styleseg.models.load import load_generator
 from styleseg.options import SegmenterConfig, StreamOptions
 from styleseg.sampling import synthesize
@@ -107,6 +109,34 @@ def test_segmenter_trains_on_a_stream_alone_and_records_the_generator_time(model
     assert budget["synthetic_pairs_seen"] == 24 and 0 < budget["generator_share_of_time"] < 1
 
 
+def test_pairs_on_top_keep_a_full_real_batch_and_are_the_same_share_of_a_larger_one(model, prepared_tiny):
+    ds = PreparedDataset(prepared_tiny)
+    real = [(ds, np.flatnonzero(ds.labeled))]
+    seen = []
+    stream = PairStream(model, StreamOptions(), CPU, dtype="fp32")
+    draw = stream.draw
+    stream.draw = lambda step, n: seen.append(n) or draw(step, n)
+    budgets = {}
+    for on_top in (False, True):
+        cfg = SegmenterConfig(
+            num_classes=ds.class_map.num_classes,
+            width=4,
+            max_steps=2,
+            batch=6,
+            dtype="fp32",
+            synthetic_share=0.25,
+            synthetic_on_top=on_top,
+        )
+        _, budgets[on_top] = train_segmenter(real, cfg, CPU, None, log=lambda *_: None, synthetic=stream)
+    # taken from the batch: round(0.25 * 6) = 2 of 6; on top: 6 real + round(0.25 / 0.75 * 6) = 2 generated
+    assert seen == [2, 2, 2, 2]
+    assert budgets[False]["images_seen"] == 12 and budgets[True]["images_seen"] == 16
+    assert batch_split(replace(cfg, synthetic_share=0.5), True, True) == (6, 6)
+    assert batch_split(replace(cfg, synthetic_share=0.5), False, True) == (0, 6)  # no real labels: all generated
+    with pytest.raises(StylesegError, match="share below 1"):
+        replace(cfg, synthetic_share=1.0)
+
+
 @pytest.mark.slow
 def test_resumed_streamed_run_ends_with_the_weights_of_an_uninterrupted_one(checkpoint, prepared_tiny, tmp_path):
     """SIGKILL after the first periodic checkpoint, run the same command again: same weights."""
@@ -136,8 +166,6 @@ def test_resumed_streamed_run_ends_with_the_weights_of_an_uninterrupted_one(chec
 
 
 def test_stream_options_refuse_nonsense():
-    from styleseg.errors import StylesegError
-
     for bad in ({"psi_range": (1.0, 0.5)}, {"psi_range": (float("nan"), 1)}, {"class_rate": 0.5}):
         with pytest.raises(StylesegError):
             StreamOptions(**bad)

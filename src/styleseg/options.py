@@ -48,6 +48,11 @@ class SegmenterConfig:
     synthetic_share: float = 0.5
     """With a pair stream (a generator) beside real labels: the share of each batch drawn fresh from
     the generator. Without real labels every sample is synthetic."""
+    synthetic_on_top: bool = False
+    """With a pair stream beside real labels: add the generated pairs to a full batch of real samples
+    (`batch` real, and share / (1 - share) x `batch` generated, so they are still that share of the
+    larger batch) instead of taking them from it: the real samples per step stay those of training
+    without the stream, at the cost of a larger step."""
     synthetic_target: str = "soft"
     """How a generated pair's mask teaches: 'soft' (the generator's class probabilities as the
     target), 'hard' (their argmax), 'weighted' (argmax, each pixel weighted by its top probability)
@@ -61,6 +66,8 @@ class SegmenterConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.synthetic_share <= 1:
             raise StylesegError(f"synthetic share must be in [0, 1], not {self.synthetic_share}")
+        if self.synthetic_on_top and self.synthetic_share >= 1:
+            raise StylesegError("synthetic pairs on top of the real batch need a share below 1")
         if self.synthetic_target not in SYNTHETIC_TARGETS:
             raise StylesegError(f"synthetic targets must be one of {SYNTHETIC_TARGETS}, not '{self.synthetic_target}'")
         if not 0 <= self.min_confidence <= 1:

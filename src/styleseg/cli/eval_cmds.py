@@ -155,6 +155,13 @@ def register(sub) -> None:
         "1: synthetic only)",
     )
     t.add_argument(
+        "--synthetic-on-top",
+        action="store_true",
+        help="with --generator and real labels: add the generated pairs to a full batch of real samples (the "
+        "share of a larger batch) instead of taking them from it, so the real samples per step stay as without "
+        "the stream",
+    )
+    t.add_argument(
         "--synthetic-first",
         action="store_true",
         help="with --generator: train on its pairs alone first (stopping on validation), then fine-tune on the "
@@ -334,8 +341,8 @@ def cmd_seg_train(args) -> int:
     for extra in args.extra:
         e = PreparedDataset(Path(extra))
         sets.append((e, np.flatnonzero(e.labeled)))  # every labeled sample of an extra set
-    if args.generator is None and (args.synthetic_first or args.classes):
-        raise StylesegError("--synthetic-first and --classes need --generator")
+    if args.generator is None and (args.synthetic_first or args.classes or args.synthetic_on_top):
+        raise StylesegError("--synthetic-first, --synthetic-on-top and --classes need --generator")
     cfg = SegmenterConfig(
         num_classes=ds.class_map.num_classes,
         width=args.width,
@@ -343,6 +350,7 @@ def cmd_seg_train(args) -> int:
         max_steps=args.max_steps,
         lr=args.lr,
         synthetic_share=args.synthetic_share,
+        synthetic_on_top=args.synthetic_on_top,
         synthetic_target=args.targets,
         min_confidence=args.min_confidence,
         **recipe(args),
@@ -357,7 +365,7 @@ def cmd_seg_train(args) -> int:
             print(f"class-targeted sampling: {json.dumps(stream.targeter.describe())}")
     synthetic = stream
     if stream is not None and args.synthetic_first:
-        pre_cfg = replace(cfg, synthetic_share=1.0)
+        pre_cfg = replace(cfg, synthetic_share=1.0, synthetic_on_top=False)
         print("stage 1: the generator's pairs alone")
         pre, pre_path, pre_budget = cached_segmenter(
             cache_arg(args), [], pre_cfg, device, select, init=None if init is None else init[:2], synthetic=stream

@@ -40,8 +40,6 @@ from styleseg.metrics.segmentation import (
 from styleseg.metrics.segnet import ResUNet
 from styleseg.options import SegmenterConfig
 
-_ADDED_LATER = ("dice_weight", "repeat_threshold", "weight_ema")  # options whose "off" value is 0
-
 
 def cpu_has_bf16() -> bool:
     """AVX512-BF16 or AMX: the CPUs where bf16 convolutions are faster than fp32."""

@@ -41,7 +41,8 @@ from styleseg.metrics.segmenter import autocast_for, load_segmenter, save_segmen
 from styleseg.metrics.segnet import ResUNet
 from styleseg.options import STREAM_ONLY, SegmenterConfig
 
-_ADDED_LATER = ("dice_weight", "repeat_threshold", "weight_ema")  # options whose "off" value is 0
+# options whose "off" value is 0 (False)
+_ADDED_LATER = ("dice_weight", "repeat_threshold", "weight_ema", "synthetic_on_top")
 
 
 @dataclass
@@ -247,6 +248,20 @@ class _Progress:
         self.best = {"miou": state["best_miou"], "step": state["best_step"], "state": state["best_state"]}
 
 
+def batch_split(cfg: SegmenterConfig, has_real: bool, has_synthetic: bool) -> tuple[int, int]:
+    """Real and generated samples per step: `cfg.batch` of one kind when there is only one; with
+    both, the generated share taken from the batch, or added on top of a full real batch
+    (`synthetic_on_top`) so that it is the same share of a larger one."""
+    if not has_synthetic:
+        return cfg.batch, 0
+    if not has_real:
+        return 0, cfg.batch
+    if cfg.synthetic_on_top:
+        return cfg.batch, round(cfg.synthetic_share / (1 - cfg.synthetic_share) * cfg.batch)
+    n_syn = round(cfg.synthetic_share * cfg.batch)
+    return cfg.batch - n_syn, n_syn
+
+
 def train_segmenter(
     datasets: list[tuple[PreparedDataset, np.ndarray]],
     cfg: SegmenterConfig,
@@ -274,8 +289,7 @@ def train_segmenter(
     pool_idx = np.concatenate([np.asarray(idx, np.int64) for _, idx in datasets] + [np.zeros(0, np.int64)])
     if not len(pool_idx) and synthetic is None:
         raise StylesegError("segmenter training set is empty")
-    n_syn = 0 if synthetic is None else cfg.batch if not len(pool_idx) else round(cfg.synthetic_share * cfg.batch)
-    n_real = cfg.batch - n_syn
+    n_real, n_syn = batch_split(cfg, bool(len(pool_idx)), synthetic is not None)
     torch.manual_seed(cfg.seed)
     model = ResUNet(cfg.num_classes, cfg.width).to(device)
     if init is not None:
@@ -367,7 +381,7 @@ def train_segmenter(
         "best_step": run.best["step"] if select is not None else run.step,
         "selection_miou": run.best["miou"] if select is not None else None,
         "seconds": round(run.seconds, 1),
-        "images_seen": run.step * cfg.batch,
+        "images_seen": run.step * (n_real + n_syn),
     }
     if n_syn:
         budget.update(
