@@ -42,3 +42,25 @@ def test_fade_heads_reports_both_heads_of_a_fading_checkpoint(checkpoint, tmp_pa
     h, w = json.loads((checkpoint / "config.json").read_text())["model"]["resolution"]
     picture = np.asarray(Image.open(tmp_path / "heads.png"))
     assert picture.shape == (3 * h, 4 * w, 3)  # old, new, difference; one column per seed
+
+
+def test_detail_placement_finds_a_step_edge_on_its_mask_boundary(prepared_tiny, checkpoint):
+    import importlib.util
+
+    import torch
+
+    spec = importlib.util.spec_from_file_location("detail_placement", REPO / "scripts" / "detail-placement.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    masks = torch.zeros(1, 8, 8, dtype=torch.long)
+    masks[..., 4:] = 1
+    step = -torch.ones(1, 3, 8, 8)
+    step[..., 4:] = 1  # the picture changes where its mask does: all its detail is on the boundary
+    on, off, share = script.detail_placement(step, masks)
+    assert on > 0.2 and off == 0 and share == 0.25  # columns 3 and 4 of 8
+    grain = step.clone()
+    grain[..., ::2, 0] += 0.5  # a stripe inside the left region: detail off the boundary
+    assert script.detail_placement(grain, masks)[1] > 0
+    out = run_script("detail-placement.py", "--data", prepared_tiny, "--n", "4", checkpoint)
+    assert out.startswith("2 real validation photos: detail on boundaries ")
+    assert f"{checkpoint} (kimg " in out and out.count("ratio") == 2
