@@ -2,7 +2,8 @@
 generator, or both; and the cache of trained segmenters.
 
 A batch holds real samples (drawn from the pool of (dataset, index) pairs, rare classes favoured
-under `repeat_threshold`) and, with a `SyntheticSource`, `synthetic_share` of fresh generated pairs:
+under `repeat_threshold`) and, with a `SyntheticSource`, `synthetic_share` of fresh generated pairs
+(taken from the batch, or added on top of a full real one under `synthetic_on_top`):
 a new pair at every step, never repeated. A generated pair teaches through its mask as
 `synthetic_target` says: the generator's own class probabilities (soft targets), their argmax, or
 the argmax weighted by (or cut at) the generator's confidence.
