@@ -137,6 +137,21 @@ def test_pairs_on_top_keep_a_full_real_batch_and_are_the_same_share_of_a_larger_
         replace(cfg, synthetic_share=1.0)
 
 
+def test_on_top_keys_the_cache_of_streamed_segmenters_only(prepared_tiny):
+    from styleseg.metrics.segmenter_train import fingerprint
+    from styleseg.options import EvalOptions
+
+    ds = PreparedDataset(prepared_tiny)
+    real = [(ds, np.flatnonzero(ds.labeled))]
+    cfg = EvalOptions(stream_on_top=True).segmenter_config(ds.class_map.num_classes, 100)
+    assert cfg.synthetic_on_top and not replace(cfg, synthetic_on_top=False).synthetic_on_top
+    off = replace(cfg, synthetic_on_top=False)
+    # without a stream the option changes nothing, so a real-only segmenter keeps its cache key
+    assert fingerprint(real, cfg) == fingerprint(real, off)
+    streamed = {"synthetic": {"seed": 0}}
+    assert fingerprint(real, cfg, streamed) != fingerprint(real, off, streamed)
+
+
 @pytest.mark.slow
 def test_resumed_streamed_run_ends_with_the_weights_of_an_uninterrupted_one(checkpoint, prepared_tiny, tmp_path):
     """SIGKILL after the first periodic checkpoint, run the same command again: same weights."""

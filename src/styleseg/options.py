@@ -15,7 +15,7 @@ FIT_MODES = ("pad-edge", "crop")
 SYNTHETIC_TARGETS = ("soft", "hard", "weighted", "confident")
 # segmenter options that change nothing without a pair stream: left out of cache keys then, so
 # caches made before they existed stay valid
-STREAM_ONLY = ("synthetic_share", "synthetic_target", "min_confidence")
+STREAM_ONLY = ("synthetic_share", "synthetic_on_top", "synthetic_target", "min_confidence")
 
 
 @dataclass
@@ -196,6 +196,9 @@ class EvalOptions:
     the labels a run kept under a label budget. None: N samples drawn per seed."""
     stream: StreamOptions | None = None
     """With it, the 'streamed' regimes too: pairs drawn fresh from the model at every step."""
+    stream_on_top: bool = False
+    """The streamed regimes with real labels: their pairs added on top of a full real batch instead of
+    taken from it (SegmenterConfig.synthetic_on_top)."""
     synthetic_target: str = "soft"
     """How streamed pairs teach: soft | hard | weighted | confident (see SegmenterConfig)."""
     min_confidence: float = 0.5
@@ -217,6 +220,7 @@ class EvalOptions:
             repeat_threshold=self.repeat_threshold,
             weight_ema=self.weight_ema,
             synthetic_share=self.mix,
+            synthetic_on_top=self.stream_on_top,
             synthetic_target=self.synthetic_target,
             min_confidence=self.min_confidence,
         )

@@ -291,6 +291,15 @@ def test_evaluate_stream_regimes_pretrain_once_and_compare_with_their_baselines(
     assert len(streamed_only) == 2
     seeds = {meta["synthetic"]["seed"] for meta in streamed_only}
     assert seeds == {0, 1}  # each segmenter seed draws its own pairs
+    # on top: each batch keeps its 8 real samples and adds 8 streamed (a half of 16); only that regime retrains
+    argv[argv.index("--out") + 1] = str(tmp_path / "top")
+    argv[argv.index("--regimes") + 1] = "8 real+streamed"
+    assert main([*argv, "--synthetic-on-top"]) == 0
+    top = json.loads((tmp_path / "top" / "metrics.json").read_text())["usefulness"]["8 real+streamed"]
+    assert (
+        top["budgets"][0]["synthetic_per_batch"] == 8
+        and top["budgets"][0]["images_seen"] == 16 * top["budgets"][0]["steps"]
+    )
 
 
 def test_evaluate_upsample_scores_a_smaller_model_at_the_datas_resolution(checkpoint, tmp_path, capsys):

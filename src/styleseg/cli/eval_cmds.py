@@ -91,7 +91,8 @@ def register(sub) -> None:
         "--stream",
         action="store_true",
         help="also the 'streamed' usefulness regimes: pairs drawn fresh from the model at every step "
-        "(streamed, real+streamed, N real+streamed, streamed->N real); --mix is their share of a batch",
+        "(streamed, real+streamed, N real+streamed, streamed->N real); --mix is their share of a batch (of a larger "
+        "one with --synthetic-on-top)",
     )
     add_stream_args(p)
     p.add_argument(
@@ -153,13 +154,6 @@ def register(sub) -> None:
         default=SegmenterConfig.synthetic_share,
         help=f"with --generator: share of each batch drawn from it (default {SegmenterConfig.synthetic_share:g}; "
         "1: synthetic only)",
-    )
-    t.add_argument(
-        "--synthetic-on-top",
-        action="store_true",
-        help="with --generator and real labels: add the generated pairs to a full batch of real samples (the "
-        "share of a larger batch) instead of taking them from it, so the real samples per step stay as without "
-        "the stream",
     )
     t.add_argument(
         "--synthetic-first",
@@ -249,6 +243,12 @@ def add_stream_args(p) -> None:
         default=SegmenterConfig.min_confidence,
         help=f"with --targets confident (default {SegmenterConfig.min_confidence:g})",
     )
+    p.add_argument(
+        "--synthetic-on-top",
+        action="store_true",
+        help="beside real labels: add the streamed pairs to a full batch of real samples (the same share of a "
+        "larger batch) instead of taking them from it, so the real samples per step stay as without the stream",
+    )
     add_class_target_args(p, "streamed pairs")
 
 
@@ -277,6 +277,8 @@ def cmd_evaluate(args) -> int:
         low = [len(subset)] if subset is not None else [50]
     if args.seeds < 1 or not 0 <= args.mix <= 1 or (args.filter_keep is not None and not 0 < args.filter_keep <= 1):
         raise StylesegError("--seeds must be >= 1, --mix in [0, 1] and --filter-keep in (0, 1]")
+    if args.synthetic_on_top and not args.stream:
+        raise StylesegError("--synthetic-on-top changes the streamed regimes only: it needs --stream")
     stream = stream_options(args) if args.stream else None
     opts = EvalOptions(
         stream=stream,
@@ -288,6 +290,7 @@ def cmd_evaluate(args) -> int:
         seeds=args.seeds,
         low_labels=low,
         mix=args.mix,
+        stream_on_top=args.synthetic_on_top,
         filter_keep=args.filter_keep,
         regimes=([] if args.regimes == "none" else args.regimes.split(",")) if args.regimes else None,
         reference=args.reference,

@@ -406,7 +406,7 @@ def fingerprint(
             del options[name]
     if not (extra or {}).get("synthetic"):
         for name in STREAM_ONLY:
-            del options[name]
+            options.pop(name, None)  # synthetic_on_top may be gone already (off)
     h = hashlib.sha256(json.dumps([options, extra], sort_keys=True, default=str).encode())
     for ds, idx in datasets:
         _hash_samples(h, ds, np.sort(np.asarray(idx, np.int64)))
