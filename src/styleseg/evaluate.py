@@ -164,20 +164,12 @@ def _fit_regime(regime: Regime, sets, weights, pretrain, cfg, stream, device, ca
     init = None
     if regime.finetune:
         if regime.streamed:  # the pre-training is the 'streamed' regime's segmenter (cached: trained once)
-            pre, pre_path, _ = cached_segmenter(
-                cache,
-                [],
-                replace(cfg, synthetic_share=1.0, synthetic_on_top=False),
-                device,
-                select,
-                log,
-                synthetic=stream,
-            )
+            pre, pre_path, _ = cached_segmenter(cache, [], cfg.synthetic_only(), device, select, log, synthetic=stream)
         else:
             pre, pre_path, _ = cached_segmenter(cache, pretrain, cfg, device, select, log)
         init, synthetic = (pre.state_dict(), pre_path.name), None
     elif synthetic is not None and not sets:
-        cfg = replace(cfg, synthetic_share=1.0, synthetic_on_top=False)
+        cfg = cfg.synthetic_only()
     return cached_segmenter(cache, sets, cfg, device, select, log, weights=weights, init=init, synthetic=synthetic)
 
 

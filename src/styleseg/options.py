@@ -6,7 +6,7 @@ own config is `config.py`."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from styleseg.errors import StylesegError
 
@@ -72,6 +72,11 @@ class SegmenterConfig:
             raise StylesegError(f"synthetic targets must be one of {SYNTHETIC_TARGETS}, not '{self.synthetic_target}'")
         if not 0 <= self.min_confidence <= 1:
             raise StylesegError(f"min confidence must be in [0, 1], not {self.min_confidence}")
+
+    def synthetic_only(self) -> SegmenterConfig:
+        """This recipe for training on generated pairs alone: every sample of a batch generated, so
+        one such segmenter serves (and is cached for) every share a mixed regime uses."""
+        return replace(self, synthetic_share=1.0, synthetic_on_top=False)
 
 
 @dataclass

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -368,7 +367,7 @@ def cmd_seg_train(args) -> int:
             print(f"class-targeted sampling: {json.dumps(stream.targeter.describe())}")
     synthetic = stream
     if stream is not None and args.synthetic_first:
-        pre_cfg = replace(cfg, synthetic_share=1.0, synthetic_on_top=False)
+        pre_cfg = cfg.synthetic_only()
         print("stage 1: the generator's pairs alone")
         pre, pre_path, pre_budget = cached_segmenter(
             cache_arg(args), [], pre_cfg, device, select, init=None if init is None else init[:2], synthetic=stream
