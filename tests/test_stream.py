@@ -124,15 +124,17 @@ def test_pairs_on_top_keep_a_full_real_batch_and_are_the_same_share_of_a_larger_
             max_steps=2,
             batch=6,
             dtype="fp32",
-            synthetic_share=0.25,
+            synthetic_share=0.5,
             synthetic_on_top=on_top,
         )
         _, budgets[on_top] = train_segmenter(real, cfg, CPU, None, log=lambda *_: None, synthetic=stream)
-    # taken from the batch: round(0.25 * 6) = 2 of 6; on top: 6 real + round(0.25 / 0.75 * 6) = 2 generated
-    assert seen == [2, 2, 2, 2]
-    assert budgets[False]["images_seen"] == 12 and budgets[True]["images_seen"] == 16
-    assert batch_split(replace(cfg, synthetic_share=0.5), True, True) == (6, 6)
-    assert batch_split(replace(cfg, synthetic_share=0.5), False, True) == (0, 6)  # no real labels: all generated
+    # taken from the batch: 3 generated of 6; on top: 6 real + 0.5 / 0.5 x 6 = 6 generated
+    assert seen == [3, 3, 6, 6]
+    assert budgets[False]["images_seen"] == 12 and budgets[True]["images_seen"] == 24
+    assert batch_split(replace(cfg, synthetic_share=0.25), True, True) == (6, 2)  # round(0.25 / 0.75 x 6)
+    assert batch_split(replace(cfg, synthetic_share=0.25, synthetic_on_top=False), True, True) == (4, 2)
+    assert batch_split(cfg, False, True) == (0, 6)  # no real labels: all generated
+    assert cfg.synthetic_only().synthetic_share == 1 and not cfg.synthetic_only().synthetic_on_top
     with pytest.raises(StylesegError, match="share below 1"):
         replace(cfg, synthetic_share=1.0)
 
@@ -144,7 +146,7 @@ def test_on_top_keys_the_cache_of_streamed_segmenters_only(prepared_tiny):
     ds = PreparedDataset(prepared_tiny)
     real = [(ds, np.flatnonzero(ds.labeled))]
     cfg = EvalOptions(stream_on_top=True).segmenter_config(ds.class_map.num_classes, 100)
-    assert cfg.synthetic_on_top and not replace(cfg, synthetic_on_top=False).synthetic_on_top
+    assert cfg.synthetic_on_top  # evaluate's option reaches the segmenters it trains
     off = replace(cfg, synthetic_on_top=False)
     # without a stream the option changes nothing, so a real-only segmenter keeps its cache key
     assert fingerprint(real, cfg) == fingerprint(real, off)
