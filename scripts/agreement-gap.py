@@ -17,13 +17,16 @@ import argparse
 import json
 from pathlib import Path
 
+from styleseg.metrics.segmentation import ratio_over_shared_classes
+
 
 def gap_table(metrics: dict) -> dict:
-    """Per-class agreement, ceiling and gap, and the two bounds, from an evaluation's metrics."""
+    """Per-class agreement, ceiling and gap, and the two bounds, from an evaluation's metrics. A class
+    with no agreement score (in no generated mask and never predicted on a generated image) counts 0."""
     agreement = metrics["agreement"]["per_class"]
     ceiling = metrics["segmenter"]["val"]["iou"]
     labels = metrics["labels"]
-    classes = [c for c in ceiling if c in agreement]
+    classes = [c for c in ceiling if c in agreement and ceiling[c] is not None]
     drawn = [c for c in classes if labels["class_frequency_generated"].get(c, 0) > 0]
     k = len(classes)
     rows = [
@@ -33,19 +36,17 @@ def gap_table(metrics: dict) -> dict:
             "generated_share": labels["class_frequency_generated"].get(c, 0.0),
             "agreement": agreement[c],
             "ceiling": ceiling[c],
-            "gap_part": (ceiling[c] - agreement[c]) / k,
+            "gap_part": (ceiling[c] - (agreement[c] or 0.0)) / k,
         }
         for c in classes
     ]
-    mean = sum(agreement[c] for c in classes) / k
-    ceiling_mean = sum(ceiling[c] for c in classes) / k
     return {
         "rows": rows,
-        "agreement": mean,
-        "ceiling": ceiling_mean,
+        "agreement": metrics["agreement"]["miou"],
+        "ceiling": metrics["segmenter"]["val"]["miou"],
         "never_drawn": [c for c in classes if c not in drawn],
         "bound_if_drawn_classes_reach_the_ceiling": sum(ceiling[c] for c in drawn) / k,
-        "ratio_over_drawn_classes": sum(agreement[c] for c in drawn) / max(sum(ceiling[c] for c in drawn), 1e-12),
+        "ratio_over_drawn_classes": ratio_over_shared_classes({c: agreement[c] for c in drawn}, ceiling)[0],
     }
 
 
@@ -60,8 +61,9 @@ def main() -> None:
     t = gap_table(metrics)
     print(f"{'class':15s} {'real px':>8s} {'gen px':>8s} {'agreement':>9s} {'ceiling':>8s} {'gap part':>8s}")
     for r in sorted(t["rows"], key=lambda r: -r["gap_part"]):
+        score = "–" if r["agreement"] is None else f"{r['agreement']:.3f}"
         print(
-            f"{r['class']:15s} {r['real_share']:8.5f} {r['generated_share']:8.5f} {r['agreement']:9.3f}"
+            f"{r['class']:15s} {r['real_share']:8.5f} {r['generated_share']:8.5f} {score:>9s}"
             f" {r['ceiling']:8.3f} {r['gap_part']:+8.3f}"
         )
     need = args.target * t["ceiling"]

@@ -68,9 +68,9 @@ def test_detail_placement_finds_a_step_edge_on_its_mask_boundary(prepared_tiny, 
 
 def test_agreement_gap_splits_the_gap_by_class_and_bounds_it(tmp_path):
     iou = {"background": 0.9, "skirt": 0.5, "footwear": 0.4}
-    metrics = {
-        "agreement": {"per_class": {"background": 0.9, "skirt": 0.2, "footwear": 0.0}},
-        "segmenter": {"val": {"iou": iou}},
+    metrics = {  # footwear: in no generated mask and never predicted, so no agreement score (None)
+        "agreement": {"per_class": {"background": 0.9, "skirt": 0.2, "footwear": None}, "miou": 0.55},
+        "segmenter": {"val": {"iou": iou, "miou": 0.6}},
         "labels": {
             "class_frequency_real": {"background": 0.9, "skirt": 0.09, "footwear": 0.01},
             "class_frequency_generated": {"background": 0.9, "skirt": 0.1, "footwear": 0.0},
@@ -79,9 +79,9 @@ def test_agreement_gap_splits_the_gap_by_class_and_bounds_it(tmp_path):
     path = tmp_path / "metrics.json"
     path.write_text(json.dumps(metrics))
     out = run_script("agreement-gap.py", path, "--target", "0.85")
-    # ceiling 0.6, agreement 0.367; footwear is never drawn: the bound is (0.9 + 0.5) / 3 = 0.467 < 0.51
-    assert "footwear         0.01000  0.00000     0.000    0.400   +0.133" in out
-    assert "agreement 0.367, ceiling 0.600, ratio 0.611" in out
+    # the recorded means; footwear is never drawn (counts 0): the bound is (0.9 + 0.5) / 3 = 0.467 < 0.51
+    assert "footwear         0.01000  0.00000         –    0.400   +0.133" in out
+    assert "agreement 0.550, ceiling 0.600, ratio 0.917" in out
     assert "never drawn: footwear" in out
     assert "bound if every drawn class reached the ceiling: 0.467 (below the target)" in out
     assert "ratio over the drawn classes alone: 0.786" in out  # 1.1 / 1.4
