@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -63,8 +62,9 @@ def main() -> None:
     idx = ds.indices("val", labeled_only=True)[: args.n]
     if not len(idx):
         raise SystemExit(f"{args.data}: no labelled validation photos")
-    photos = torch.from_numpy(np.asarray(ds.images[idx])).permute(0, 3, 1, 2).float() / 127.5 - 1
-    print(line(f"{len(idx)} real validation photos", photos, torch.from_numpy(np.asarray(ds.masks[idx])).long()))
+    photos, masks = ds.load_batch(idx)
+    photos = photos.float() / 127.5 - 1
+    print(line(f"{len(idx)} real validation photos", photos, masks.long()))
     for ckpt in args.checkpoints:
         model = load_generator(Path(ckpt), cpu)
         G, st = model.G.eval(), model.growth
