@@ -55,7 +55,8 @@ def autocast_for(dtype: str, device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use)
 
 
-def _to_input(images: torch.Tensor) -> torch.Tensor:
+def to_input(images: torch.Tensor) -> torch.Tensor:
+    """uint8 photos (B, 3, H, W) -> the segmenter's input range [-1, 1]."""
     return images.float() / 127.5 - 1
 
 
@@ -72,7 +73,7 @@ def predict(model: ResUNet, images: torch.Tensor, device: torch.device, batch: i
     out = []
     with autocast_for(dtype, device):
         for i in range(0, len(images), batch):
-            out.append(model(_to_input(images[i : i + batch]).to(device)).float().argmax(1).cpu())
+            out.append(model(to_input(images[i : i + batch]).to(device)).float().argmax(1).cpu())
     return torch.cat(out).to(torch.uint8).numpy()
 
 
@@ -83,7 +84,7 @@ def embed(model: ResUNet, images: torch.Tensor, device: torch.device, batch: int
     feats = []
     with autocast_for(dtype, device):
         for i in range(0, len(images), batch):
-            feats.append(model.features(_to_input(images[i : i + batch]).to(device)).float().cpu())
+            feats.append(model.features(to_input(images[i : i + batch]).to(device)).float().cpu())
     return torch.cat(feats).double().numpy()
 
 
