@@ -3,9 +3,10 @@ and the mask together (a marked pixel lands where its label lands)."""
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from styleseg.config import AugmentConfig
-from styleseg.training.augment import AdaController, augment
+from styleseg.training.augment import AdaController, augment, sample_bilinear_reflect
 from styleseg.training.randomness import CounterRandom
 
 GEOMETRY = ("translate", "scale", "rotate", "aniso", "xflip")
@@ -63,3 +64,38 @@ def test_colour_operations_leave_the_mask_alone():
     out_img, out_seg = augment(img, seg, 1.0, cfg, CounterRandom(0))
     torch.testing.assert_close(out_seg, seg)  # resampled through the identity: the same mask
     assert (out_img - img).abs().amax() > 0.05
+
+
+def _random_affine_grid(b: int, c: int, h: int, w: int) -> torch.Tensor:
+    """Rotations, scales and shifts large enough to sample well outside the image (reflection)."""
+    gen = torch.Generator().manual_seed(3)
+    angle, scale = torch.rand(b, generator=gen) * 6.28, torch.exp(torch.randn(b, generator=gen) * 0.5)
+    theta = torch.zeros(b, 2, 3, dtype=torch.float64)
+    theta[:, 0, 0], theta[:, 0, 1] = torch.cos(angle) * scale, -torch.sin(angle) * scale
+    theta[:, 1, 0], theta[:, 1, 1] = torch.sin(angle) * scale, torch.cos(angle) * scale
+    theta[:, :, 2] = torch.randn(b, 2, generator=gen) * 1.5
+    return F.affine_grid(theta, [b, c, h, w], align_corners=False)
+
+
+def test_gather_sampler_equals_grid_sample_values_and_second_derivatives():
+    """The CUDA path of augment (gathers) samples as grid_sample does, and its double backward (what
+    R1 through augmentation takes) equals the CPU grid_sample's."""
+    b, c, h, w = 3, 4, 10, 7
+    grid = _random_affine_grid(b, c, h, w)
+    weights = torch.randn(b, c, h, w, dtype=torch.float64)
+
+    def r1_like(sample) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.randn(b, c, h, w, dtype=torch.float64, generator=torch.Generator().manual_seed(1)).requires_grad_()
+        out = sample(x)
+        (grad,) = torch.autograd.grad((out.tanh() * weights).sum(), x, create_graph=True)
+        (grad2,) = torch.autograd.grad(grad.square().sum(), x)
+        return out.detach(), grad2
+
+    def reference(x):
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+    out_ref, grad2_ref = r1_like(reference)
+    out, grad2 = r1_like(lambda x: sample_bilinear_reflect(x, grid))
+    torch.testing.assert_close(out, out_ref, atol=1e-12, rtol=0)
+    torch.testing.assert_close(grad2, grad2_ref, atol=1e-10, rtol=1e-10)
+    assert grad2.abs().max() > 0

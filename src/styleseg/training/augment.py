@@ -57,7 +57,12 @@ def augment(
     theta = (to_norm @ m @ from_norm)[:, :2].to(img.dtype)
     x = img if seg is None else torch.cat([img, seg.to(img.dtype)], dim=1)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    if x.requires_grad and x.device.type != "cpu":
+        # R1 differentiates D's gradient w.r.t. the un-augmented reals once more; CUDA's grid_sample has
+        # no double backward (the CPU one has), so there the same sampling is done with gathers.
+        x = sample_bilinear_reflect(x, grid)
+    else:
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
     img, seg = x[:, :3], (x[:, 3:] if seg is not None else None)
     if seg is not None and mirror is not None:
         flipped = (flip < 0)[:, None, None, None]
@@ -72,6 +77,39 @@ def augment(
     luma = img.mean(dim=1, keepdim=True)
     img = torch.lerp(luma, img, sat.to(img.dtype)[:, None, None, None])
     return img, seg
+
+
+def _reflect(coord: torch.Tensor, size: int) -> torch.Tensor:
+    """Pixel coordinates reflected into [-0.5, size - 0.5] and clipped to [0, size - 1], as grid_sample's
+    reflection padding does with align_corners=False."""
+    span = float(size)
+    dist = (coord + 0.5).abs()
+    flips = torch.floor(dist / span)
+    extra = torch.fmod(dist, span)
+    coord = torch.where(flips % 2 == 0, extra - 0.5, span - extra - 0.5)
+    return coord.clamp(0, size - 1)
+
+
+def sample_bilinear_reflect(x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """F.grid_sample(x, grid, "bilinear", "reflection", align_corners=False) from gathers and arithmetic,
+    so that it can be differentiated twice on every device."""
+    b, c, h, w = x.shape
+    ix = _reflect(((grid[..., 0] + 1) * w - 1) / 2, w)  # (B, Ho, Wo)
+    iy = _reflect(((grid[..., 1] + 1) * h - 1) / 2, h)
+    x0, y0 = ix.detach().floor(), iy.detach().floor()
+    wx, wy = ix - x0, iy - y0
+    x0, y0 = x0.long(), y0.long()
+    x1, y1 = (x0 + 1).clamp(max=w - 1), (y0 + 1).clamp(max=h - 1)  # clamped corners carry weight 0
+    flat = x.reshape(b, c, h * w)
+
+    def corner(yy: torch.Tensor, xx: torch.Tensor) -> torch.Tensor:
+        idx = (yy * w + xx).reshape(b, 1, -1).expand(b, c, -1)
+        return flat.gather(2, idx).reshape(b, c, *yy.shape[1:])
+
+    wx, wy = wx[:, None].to(x.dtype), wy[:, None].to(x.dtype)
+    top = corner(y0, x0) * (1 - wx) + corner(y0, x1) * wx
+    bottom = corner(y1, x0) * (1 - wx) + corner(y1, x1) * wx
+    return top * (1 - wy) + bottom * wy
 
 
 def _translate(tx: torch.Tensor, ty: torch.Tensor) -> torch.Tensor:
