@@ -99,3 +99,15 @@ def test_gather_sampler_equals_grid_sample_values_and_second_derivatives():
     torch.testing.assert_close(out, out_ref, atol=1e-12, rtol=0)
     torch.testing.assert_close(grad2, grad2_ref, atol=1e-10, rtol=1e-10)
     assert grad2.abs().max() > 0
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_r1_through_augmentation_differentiates_twice_on_cuda():
+    """What lazy R1 does with ADA on: D's gradient w.r.t. un-augmented reals, differentiated again."""
+    img, seg = (t.cuda().requires_grad_() for t in _marked_pair())
+    out_img, out_seg = augment(img, seg, 1.0, AugmentConfig(), CounterRandom(3, device="cuda"))
+    score = (out_img.tanh().sum((1, 2, 3)) + out_seg[:, 1].sum((1, 2))).sum()
+    grads = torch.autograd.grad(score, [img, seg], create_graph=True)
+    sum(g.square().sum() for g in grads).backward()
+    assert img.grad is not None and img.grad.abs().sum() > 0
