@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import re
 from pathlib import Path
@@ -256,4 +257,9 @@ def cmd_train(args) -> int:
             print(describe_schedule(cfg, trainer.levels))
         return trainer.train(progress=not args.no_progress)
     finally:
+        # DDP's reducer keeps the process group alive: a trainer still held here was freed at interpreter
+        # exit, after the group, and gloo's threads aborted the process ("terminate called without an
+        # active exception", 1 two-process run in 4). Free it, cycles included, before the group goes.
+        trainer = None
+        gc.collect()
         dist.shutdown()
