@@ -106,7 +106,7 @@ def test_gather_sampler_equals_grid_sample_values_and_second_derivatives():
 def test_r1_through_augmentation_differentiates_twice_on_cuda():
     """What lazy R1 does with ADA on: D's gradient w.r.t. un-augmented reals, differentiated again."""
     img, seg = (t.cuda().requires_grad_() for t in _marked_pair())
-    out_img, out_seg = augment(img, seg, 1.0, AugmentConfig(), CounterRandom(3, device="cuda"))
+    out_img, out_seg = augment(img, seg, 1.0, AugmentConfig(), CounterRandom(3, device="cuda"), second_derivative=True)
     score = (out_img.tanh().sum((1, 2, 3)) + out_seg[:, 1].sum((1, 2))).sum()
     grads = torch.autograd.grad(score, [img, seg], create_graph=True)
     sum(g.square().sum() for g in grads).backward()

@@ -66,6 +66,33 @@ def test_wgan_gp_step_penalises_the_gradient_norm_at_interpolates(prepared_tiny,
     trainer.feeder.close()
 
 
+def test_d_step_asks_augmentation_for_a_second_derivative_on_r1_steps_only(prepared_tiny, tmp_path, monkeypatch):
+    """Only R1's reals need augmentation twice differentiable (gathers on CUDA): fakes and non-R1
+    steps keep the plain grid_sample."""
+    from styleseg.training import gan_loss
+
+    cfg = tiny_config("optim.r1_interval=4", "optim.r1_gamma=1")
+    trainer = Trainer(cfg, PreparedDataset(prepared_tiny), tmp_path, torch.device("cpu"))
+    trainer.logger.enabled = False
+    st = trainer.growth()
+    trainer.grow_to(st)
+    args = step_args(cfg, st)
+    asked, augment = [], gan_loss.augment
+
+    def spy(*a, second_derivative=False, **kw):
+        asked.append(second_derivative)
+        return augment(*a, second_derivative=second_derivative, **kw)
+
+    monkeypatch.setattr(gan_loss, "augment", spy)
+    for step in (0, 1):
+        real_img, real_seg = trainer.real_inputs(st, args.batch)
+        asked.clear()
+        stats, _ = trainer.loss.d_phase(st, args, real_img, real_seg, step)
+        assert ("r1" in stats) is (step == 0)
+        assert asked[0] is (step == 0) and not any(asked[1:]), (step, asked)  # reals first, then fakes
+    trainer.feeder.close()
+
+
 def test_gradient_penalty_is_zero_for_a_unit_gradient_and_grows_with_the_norm():
     x = torch.randn(4, 3, requires_grad=True)
     unit = torch.tensor([0.6, 0.8, 0.0])

@@ -30,10 +30,12 @@ def augment(
     cfg: AugmentConfig,
     rand: CounterRandom,
     mirror: torch.Tensor | None = None,
+    second_derivative: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """img (B, 3, H, W) in [-1, 1], seg (B, K, H, W) probabilities -> augmented copies.
     `mirror` (K,) maps each class channel to its mirror image's (left <-> right); a flipped sample's
-    mask channels are permuted by it, so a left arm seen in a mirror is a right arm."""
+    mask channels are permuted by it, so a left arm seen in a mirror is a right arm.
+    `second_derivative`: the caller will differentiate a gradient w.r.t. img/seg again (R1)."""
     b, _, h, w = img.shape
     dev = img.device
     if p <= 0:
@@ -57,9 +59,9 @@ def augment(
     theta = (to_norm @ m @ from_norm)[:, :2].to(img.dtype)
     x = img if seg is None else torch.cat([img, seg.to(img.dtype)], dim=1)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    if x.requires_grad and x.device.type != "cpu":
-        # R1 differentiates D's gradient w.r.t. the un-augmented reals once more; CUDA's grid_sample has
-        # no double backward (the CPU one has), so there the same sampling is done with gathers.
+    if second_derivative and x.device.type != "cpu":
+        # CUDA's grid_sample has no second derivative (the CPU one has): there the same sampling is done
+        # with gathers, only where one is asked for (every G step would pay for it otherwise).
         x = sample_bilinear_reflect(x, grid)
     else:
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)

@@ -126,13 +126,16 @@ class GanLoss:
             mix_cut = torch.where(mixes, cut, self.nets.G.num_ws)
         return {"z": z, "noise": noise, "mix_z": mix_z, "mix_cut": mix_cut}
 
-    def d_inputs(self, img, seg_probs, fake: bool, seg_level: int | None):
-        """What D reads: the mask as `mask_for_d` shows it, then image and mask augmented together."""
+    def d_inputs(self, img, seg_probs, fake: bool, seg_level: int | None, second_derivative: bool = False):
+        """What D reads: the mask as `mask_for_d` shows it, then image and mask augmented together
+        (`second_derivative`: R1 will differentiate D's gradient w.r.t. these inputs again)."""
         if seg_probs is not None:
             seg_probs = mask_for_d(seg_probs, fake, self.cfg.masks.mode, self.cfg.masks.noise_std, self.rand)
         if self.cfg.augment.enabled:
             mirror = self.level_mirrors[seg_level] if seg_level is not None else None
-            img, seg_probs = augment(img, seg_probs, self.ada.p, self.cfg.augment, self.rand, mirror)
+            img, seg_probs = augment(
+                img, seg_probs, self.ada.p, self.cfg.augment, self.rand, mirror, second_derivative=second_derivative
+            )
         # Once ADA's p leaves 0, augment returns channel slices of one (image + mask) tensor; one dense
         # layout keeps D's input the same kind of tensor all run long (a compiled D would otherwise
         # recompile mid-phase on the new strides) and feeds its convolutions dense memory.
@@ -193,7 +196,9 @@ class GanLoss:
         fake_seg = fake.seg.float().softmax(1) if fake.seg is not None else None
         with self.autocast:
             real_seg_in = real_list[1] if len(real_list) > 1 else None
-            r_img, r_seg = self.d_inputs(real_list[0], real_seg_in, fake=False, seg_level=st.seg_level)
+            r_img, r_seg = self.d_inputs(
+                real_list[0], real_seg_in, fake=False, seg_level=st.seg_level, second_derivative=do_r1
+            )
             f_img, f_seg = self.d_inputs(fake.img.float(), fake_seg, fake=True, seg_level=st.seg_level)
             parts_img, parts_seg = [r_img, f_img], [r_seg, f_seg]
             flags = self.pair_flags(st, batch)
