@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from styleseg.data.pixels import to_signed
 from styleseg.data.store import PreparedDataset
 from styleseg.models.layers import downsample2, upsample2_smooth
 from styleseg.models.load import load_generator
@@ -63,7 +64,7 @@ def main() -> None:
     if not len(idx):
         raise SystemExit(f"{args.data}: no labelled validation photos")
     photos, masks = ds.load_batch(idx)
-    photos = photos.float() / 127.5 - 1
+    photos = to_signed(photos)
     print(line(f"{len(idx)} real validation photos", photos, masks.long()))
     for ckpt in args.checkpoints:
         model = load_generator(Path(ckpt), cpu)

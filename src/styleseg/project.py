@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from styleseg.data.geometry import letterbox_image
+from styleseg.data.pixels import to_signed
 from styleseg.models.discriminator import Discriminator
 from styleseg.models.load import LoadedGenerator
 from styleseg.options import ProjectOptions
@@ -39,7 +40,7 @@ def fit_photo(image: np.ndarray, resolution: tuple[int, int]) -> np.ndarray:
 
 def to_tensor(images: np.ndarray, device) -> torch.Tensor:
     """(B, H, W, 3) uint8 -> (B, 3, H, W) float in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div(127.5).sub(1).to(device)
+    return to_signed(torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)).to(device)
 
 
 def _d_distance(D: Discriminator | None, stage: int, a: torch.Tensor, b_feats: list[torch.Tensor]) -> torch.Tensor:

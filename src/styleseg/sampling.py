@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from styleseg.data.pixels import to_uint8
 from styleseg.models.generator import Generator, GeneratorOutput
 from styleseg.models.layers import upsample2_smooth
 
@@ -34,7 +35,7 @@ def seed_z(G: Generator, seeds: Sequence[int], device: torch.device) -> torch.Te
 
 def to_uint8_images(img: torch.Tensor) -> np.ndarray:
     """(B, 3, H, W) in [-1, 1] -> (B, H, W, 3) uint8."""
-    return (img.float() * 127.5 + 128).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    return to_uint8(img).permute(0, 2, 3, 1).cpu().numpy()
 
 
 def to_class_ids(seg: torch.Tensor) -> np.ndarray:

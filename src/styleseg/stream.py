@@ -19,6 +19,7 @@ from dataclasses import asdict, replace
 import numpy as np
 import torch
 
+from styleseg.data.pixels import quantize
 from styleseg.generate import level_class_map
 from styleseg.metrics.segmenter import autocast_for
 from styleseg.metrics.segmenter_train import SyntheticBatch
@@ -103,7 +104,7 @@ class PairStream:
         self.targeted += len(targeted)
         self.syntheses += n
         # quantised as an 8-bit PNG of the pair would be, so streamed and written pairs teach alike
-        images = ((img * 127.5 + 128).clamp(0, 255).floor() / 127.5 - 1).clone()
+        images = quantize(img)
         return SyntheticBatch(images, seg.softmax(1).clone(), seeds)
 
     def describe(self) -> dict:

@@ -27,6 +27,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save_file
 
 from styleseg.data.balance import CHUNK
+from styleseg.data.pixels import to_signed
 from styleseg.data.store import PreparedDataset
 from styleseg.errors import CheckpointError, StylesegError
 from styleseg.jsonio import write_json
@@ -55,11 +56,6 @@ def autocast_for(dtype: str, device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use)
 
 
-def to_input(images: torch.Tensor) -> torch.Tensor:
-    """uint8 photos (B, 3, H, W) -> the segmenter's input range [-1, 1]."""
-    return images.float() / 127.5 - 1
-
-
 def validation_halves(ds: PreparedDataset, split: str = "val") -> tuple[np.ndarray, np.ndarray]:
     """(selection, report) halves of a split's labeled samples: even and odd positions."""
     idx = ds.indices(split, labeled_only=True)
@@ -73,7 +69,7 @@ def predict(model: ResUNet, images: torch.Tensor, device: torch.device, batch: i
     out = []
     with autocast_for(dtype, device):
         for i in range(0, len(images), batch):
-            out.append(model(to_input(images[i : i + batch]).to(device)).float().argmax(1).cpu())
+            out.append(model(to_signed(images[i : i + batch]).to(device)).float().argmax(1).cpu())
     return torch.cat(out).to(torch.uint8).numpy()
 
 
@@ -84,7 +80,7 @@ def embed(model: ResUNet, images: torch.Tensor, device: torch.device, batch: int
     feats = []
     with autocast_for(dtype, device):
         for i in range(0, len(images), batch):
-            feats.append(model.features(to_input(images[i : i + batch]).to(device)).float().cpu())
+            feats.append(model.features(to_signed(images[i : i + batch]).to(device)).float().cpu())
     return torch.cat(feats).double().numpy()
 
 

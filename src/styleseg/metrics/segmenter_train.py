@@ -36,9 +36,10 @@ import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from styleseg.data.balance import CHUNK, class_presence, repeat_factors
+from styleseg.data.pixels import to_signed
 from styleseg.data.store import PreparedDataset
 from styleseg.errors import CheckpointError, StylesegError
-from styleseg.metrics.segmenter import autocast_for, load_segmenter, save_segmenter, score_segmenter, to_input
+from styleseg.metrics.segmenter import autocast_for, load_segmenter, save_segmenter, score_segmenter
 from styleseg.metrics.segnet import ResUNet
 from styleseg.options import STREAM_ONLY, SegmenterConfig
 
@@ -328,7 +329,7 @@ def train_segmenter(
                 else run.rng.integers(0, len(pool_idx), n_real)
             )
             images, masks = _gather(datasets, pool_ds[pick], pool_idx[pick], run.rng.random(n_real) < 0.5)
-            x, y = to_input(images).to(device), masks.long().to(device)
+            x, y = to_signed(images).to(device), masks.long().to(device)
         syn_target = syn_weight = probs = None
         if n_syn:
             started = time.perf_counter()

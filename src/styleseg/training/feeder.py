@@ -23,6 +23,7 @@ from styleseg.config import TrainConfig
 from styleseg.data.balance import sampler_repeat_factors
 from styleseg.data.budget import labels_to_keep
 from styleseg.data.geometry import downsample, soft_onehot
+from styleseg.data.pixels import to_signed
 from styleseg.data.store import EpochSampler, PreparedDataset, SamplerState
 from styleseg.errors import StylesegError
 from styleseg.models.growth import GrowthState
@@ -142,7 +143,7 @@ class RealBatchFeeder:
         if lookahead is not None:
             self._submit(*lookahead)
         factor = self.factor(st)
-        img = images.to(self.device, non_blocking=True).float() / 127.5 - 1
+        img = to_signed(images.to(self.device, non_blocking=True))
         img = downsample(img, factor // mip)  # (B, 3, H_s, W_s)
         seg = None
         if st.seg_level is not None:
