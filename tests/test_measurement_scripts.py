@@ -85,3 +85,16 @@ def test_agreement_gap_splits_the_gap_by_class_and_bounds_it(tmp_path):
     assert "never drawn: footwear" in out
     assert "bound if every drawn class reached the ceiling: 0.467 (below the target)" in out
     assert "ratio over the drawn classes alone: 0.786" in out  # 1.1 / 1.4
+
+
+def test_step_ops_counts_do_not_grow_with_the_batch_on_accelerator_paths():
+    def plain_step_ops(*args) -> int:
+        out = run_script("step-ops.py", "--preset", "demo", "--set", "augment.fixed_p=0.2", *args)
+        line = next(row for row in out.splitlines() if "plain step:" in row)
+        assert "training/randomness.py" in line
+        return int(line.split("plain step: ")[1].split(" operations")[0])
+
+    small, large = plain_step_ops("--batch", 4, "--accelerator"), plain_step_ops("--batch", 8, "--accelerator")
+    assert small == large > 1000
+    # the CPU's per-sample seeding of large draws does grow with the batch
+    assert plain_step_ops("--batch", 8) > plain_step_ops("--batch", 4)

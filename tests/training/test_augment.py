@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from styleseg.config import AugmentConfig
-from styleseg.training.augment import AdaController, augment, sample_bilinear_reflect
+from styleseg.training.augment import AdaController, affine_theta, augment, sample_bilinear_reflect
 from styleseg.training.randomness import CounterRandom
 
 GEOMETRY = ("translate", "scale", "rotate", "aniso", "xflip")
@@ -64,6 +64,36 @@ def test_colour_operations_leave_the_mask_alone():
     out_img, out_seg = augment(img, seg, 1.0, cfg, CounterRandom(0))
     torch.testing.assert_close(out_seg, seg)  # resampled through the identity: the same mask
     assert (out_img - img).abs().amax() > 0.05
+
+
+def test_affine_theta_equals_the_composed_pixel_space_matrices():
+    """The written-out theta is to_norm @ F @ T @ S @ R @ A @ from_norm, each a 3x3 matrix in pixels."""
+    gen = torch.Generator().manual_seed(0)
+    b, h, w = 16, 24, 16
+    flip = torch.where(torch.rand(b, generator=gen) < 0.5, -1.0, 1.0).double()
+    shift = torch.randn(b, 2, generator=gen).double() * 0.125
+    scale, aniso = (torch.exp2(torch.randn(b, generator=gen).double() * 0.2) for _ in range(2))
+    angle = (torch.rand(b, generator=gen).double() * 2 - 1) * torch.pi
+
+    def matrix(entries):
+        m = torch.eye(3, dtype=torch.float64).repeat(b, 1, 1)
+        for (i, j), value in entries.items():
+            m[:, i, j] = value
+        return m
+
+    c, s = torch.cos(angle), torch.sin(angle)
+    composed = (
+        matrix({(0, 0): 2 / w, (1, 1): 2 / h})
+        @ matrix({(0, 0): flip})
+        @ matrix({(0, 2): shift[:, 0] * w, (1, 2): shift[:, 1] * h})
+        @ matrix({(0, 0): scale, (1, 1): scale})
+        @ matrix({(0, 0): c, (0, 1): -s, (1, 0): s, (1, 1): c})
+        @ matrix({(0, 0): aniso, (1, 1): 1 / aniso})
+        @ matrix({(0, 0): w / 2, (1, 1): h / 2})
+    )
+    torch.testing.assert_close(
+        affine_theta(flip, shift, scale, angle, aniso, h, w), composed[:, :2], rtol=0, atol=1e-12
+    )
 
 
 def _random_affine_grid(b: int, c: int, h: int, w: int) -> torch.Tensor:

@@ -6,18 +6,19 @@ import pytest
 import torch
 from scipy import stats
 
-from styleseg.training.randomness import PER_SAMPLE_GENERATOR, CounterRandom
+from styleseg.training.randomness import PER_SAMPLE_GENERATOR, CounterRandom, per_sample_threshold
 
 
 def draws(rand: CounterRandom, step: int, batch: int) -> list:
     rand.start_step(step)
-    big = (1, 40, 30)  # past PER_SAMPLE_GENERATOR: the device generator, seeded per sample
+    big = (1, 40, 30)  # past PER_SAMPLE_GENERATOR: on a CPU the generator, seeded per sample
     return [rand.randn(batch, 3, 4), rand.rand(batch, 5), rand.randn(batch, *big)]
 
 
-def test_ranks_draw_their_slice_of_the_single_process_batch():
-    whole = draws(CounterRandom(7, 0, 1), step=3, batch=8)
-    parts = [draws(CounterRandom(7, r, 4), step=3, batch=2) for r in range(4)]
+@pytest.mark.parametrize("per_sample_from", [None, float("inf")], ids=["cpu-default", "hash-only"])
+def test_ranks_draw_their_slice_of_the_single_process_batch(per_sample_from):
+    whole = draws(CounterRandom(7, 0, 1, per_sample_from=per_sample_from), step=3, batch=8)
+    parts = [draws(CounterRandom(7, r, 4, per_sample_from=per_sample_from), step=3, batch=2) for r in range(4)]
     for k, value in enumerate(whole):
         assert torch.equal(torch.cat([p[k] for p in parts]), value)
 
@@ -32,10 +33,14 @@ def test_the_step_is_the_only_state():
     assert not torch.equal(draws(CounterRandom(8), 5, 4)[0], draws(b, 5, 4)[0])  # another seed too
 
 
-@pytest.mark.parametrize("per_sample", [16, 4096], ids=["hashed", "device-generator"])
-def test_normals_and_uniforms_have_their_distributions(per_sample):
-    assert (per_sample >= PER_SAMPLE_GENERATOR) == (per_sample == 4096)
-    rand = CounterRandom(0)
+@pytest.mark.parametrize(
+    "per_sample, per_sample_from",
+    [(16, None), (4096, None), (4096, float("inf"))],
+    ids=["hashed", "device-generator", "hashed-large"],
+)
+def test_normals_and_uniforms_have_their_distributions(per_sample, per_sample_from):
+    rand = CounterRandom(0, per_sample_from=per_sample_from)
+    assert (per_sample >= rand.per_sample_from) == (per_sample_from is None and per_sample == 4096)
     rand.start_step(11)
     batch = 2**18 // per_sample
     z = rand.randn(batch, per_sample).numpy()
@@ -47,6 +52,24 @@ def test_normals_and_uniforms_have_their_distributions(per_sample):
     pairs = ((z[:, :-1], z[:, 1:]), (z[:-1], z[1:]), (z, rand.randn(batch, per_sample).numpy()), (z, u))
     for a, b in pairs:
         assert abs(np.corrcoef(a.ravel(), b.ravel())[0, 1]) < 0.01
+
+
+def test_counters_past_32_bits_do_not_repeat_the_first_numbers():
+    # rank 2**20 of a batch of one sample of 4096 numbers starts at counter 2**32: without mixing in
+    # the counter's upper bits it would draw rank 0's numbers again
+    first, far = (CounterRandom(5, rank, 2**21, per_sample_from=float("inf")) for rank in (0, 2**20))
+    for rand in (first, far):
+        rand.start_step(1)
+    a, b = first.randn(1, 4096), far.randn(1, 4096)
+    assert torch.isfinite(b).all() and abs(np.corrcoef(a.ravel(), b.ravel())[0, 1]) < 0.1
+    assert (a != b).float().mean() > 0.99
+
+
+def test_accelerators_hash_every_draw_and_cpus_seed_large_ones_per_sample():
+    assert per_sample_threshold(torch.device("cpu")) == PER_SAMPLE_GENERATOR
+    assert CounterRandom(0).per_sample_from == PER_SAMPLE_GENERATOR
+    for kind in ("cuda", "mps", "xpu"):
+        assert per_sample_threshold(torch.device(kind)) == float("inf")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -9,6 +9,7 @@ differentiable for G.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -17,10 +18,30 @@ import torch.nn.functional as F
 from styleseg.config import AugmentConfig
 from styleseg.training.randomness import CounterRandom
 
+_OPERATIONS = ("xflip", "translate", "scale", "rotate", "aniso", "brightness", "contrast", "saturation")
 
-def _gate(rand: CounterRandom, b: int, p: float, strength: float) -> torch.Tensor:
-    """(B,) 1.0 where an operation applies to the sample, else 0.0 (on the device rand draws on)."""
-    return (rand.rand(b) < p * strength).float()
+
+@functools.lru_cache(maxsize=8)
+def _strength_row(strengths: tuple[float, ...], device: torch.device) -> torch.Tensor:
+    """(8,) the operations' strengths on the device, made once per configuration and device."""
+    return torch.tensor(strengths, device=device)
+
+
+def affine_theta(flip, shift, scale, angle, aniso, h: int, w: int) -> torch.Tensor:
+    """(B, 2, 3) affine_grid's theta for: mirror (flip = -1), translate by `shift` (B, 2) of the
+    image's width and height, scale, rotate by `angle`, stretch x by `aniso` and y by 1 / aniso (the
+    transform x -> F T S R A x in pixels, F the mirror, T the shift), in affine_grid's normalised
+    coordinates. Written out rather than multiplied as 3x3 matrices: a handful of element-wise
+    operations instead of dozens of small ones."""
+    c, s = torch.cos(angle), torch.sin(angle)
+    a00 = scale * flip * c * aniso
+    a01 = -scale * flip * s / aniso
+    a10 = scale * s * aniso
+    a11 = scale * c / aniso
+    # normalised x spans w pixels and y spans h: off-diagonal terms pick up the aspect ratio
+    row0 = torch.stack([a00, a01 * (h / w), 2 * flip * shift[:, 0]], dim=1)
+    row1 = torch.stack([a10 * (w / h), a11, 2 * shift[:, 1]], dim=1)
+    return torch.stack([row0, row1], dim=1)
 
 
 def augment(
@@ -40,23 +61,17 @@ def augment(
     dev = img.device
     if p <= 0:
         return img, seg
-    # Geometry: a random 2x3 pixel-space transform per sample (identity where an op is off).
-    eye = torch.eye(3, device=dev).repeat(b, 1, 1)
-    m = eye.clone()
-    flip = 1 - 2 * (_gate(rand, b, p, cfg.xflip) * (rand.rand(b) < 0.5).float())
-    m = m @ _scale(flip, torch.ones_like(flip))
-    t = _gate(rand, b, p, cfg.translate)[:, None] * rand.randn(b, 2) * 0.125
-    m = m @ _translate(t[:, 0] * w, t[:, 1] * h)
-    s = torch.exp2(_gate(rand, b, p, cfg.scale) * rand.randn(b) * 0.2)
-    m = m @ _scale(s, s)
-    r = _gate(rand, b, p, cfg.rotate) * (rand.rand(b) * 2 - 1) * math.pi
-    m = m @ _rotate(r)
-    a = torch.exp2(_gate(rand, b, p, cfg.aniso) * rand.randn(b) * 0.2)
-    m = m @ _scale(a, 1 / a)
-    # Pixel space -> the normalised coordinates of affine_grid (x in [-1, 1] spans W pixels).
-    to_norm = torch.diag(torch.tensor([2 / w, 2 / h, 1.0], device=dev))
-    from_norm = torch.diag(torch.tensor([w / 2, h / 2, 1.0], device=dev))
-    theta = (to_norm @ m @ from_norm)[:, :2].to(img.dtype)
+    # Two draws for the whole batch: whether each operation applies (and the flip's coin), and the
+    # operations' parameters (a draw costs a dozen device operations whatever its size).
+    u = rand.rand(b, 10)  # 8 gates (geometry, colour), the flip's coin, the rotation
+    n = rand.randn(b, 7)  # translate x and y, scale, aniso, brightness, contrast, saturation
+    on = (u[:, :8] < p * _strength_row(tuple(getattr(cfg, op) for op in _OPERATIONS), dev)).to(n.dtype)
+    flip = 1 - 2 * (on[:, 0] * (u[:, 8] < 0.5).to(n.dtype))
+    shift = on[:, 1:2] * n[:, 0:2] * 0.125
+    scale = torch.exp2(on[:, 2] * n[:, 2] * 0.2)
+    angle = on[:, 3] * (u[:, 9] * 2 - 1) * math.pi
+    aniso = torch.exp2(on[:, 4] * n[:, 3] * 0.2)
+    theta = affine_theta(flip, shift, scale, angle, aniso, h, w).to(img.dtype)
     x = img if seg is None else torch.cat([img, seg.to(img.dtype)], dim=1)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     if second_derivative and x.device.type != "cpu":
@@ -70,12 +85,12 @@ def augment(
         flipped = (flip < 0)[:, None, None, None]
         seg = torch.where(flipped, seg[:, mirror], seg)
     # Colour, RGB only.
-    bright = _gate(rand, b, p, cfg.brightness) * rand.randn(b) * 0.2
+    bright = on[:, 5] * n[:, 4] * 0.2
     img = img + bright.to(img.dtype)[:, None, None, None]
-    contrast = torch.exp2(_gate(rand, b, p, cfg.contrast) * rand.randn(b) * 0.5)
+    contrast = torch.exp2(on[:, 6] * n[:, 5] * 0.5)
     mean = img.mean(dim=(1, 2, 3), keepdim=True)
     img = (img - mean) * contrast.to(img.dtype)[:, None, None, None] + mean
-    sat = torch.exp2(_gate(rand, b, p, cfg.saturation) * rand.randn(b))
+    sat = torch.exp2(on[:, 7] * n[:, 6])
     luma = img.mean(dim=1, keepdim=True)
     img = torch.lerp(luma, img, sat.to(img.dtype)[:, None, None, None])
     return img, seg
@@ -112,25 +127,6 @@ def sample_bilinear_reflect(x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor
     top = corner(y0, x0) * (1 - wx) + corner(y0, x1) * wx
     bottom = corner(y1, x0) * (1 - wx) + corner(y1, x1) * wx
     return top * (1 - wy) + bottom * wy
-
-
-def _translate(tx: torch.Tensor, ty: torch.Tensor) -> torch.Tensor:
-    m = torch.eye(3, device=tx.device).repeat(len(tx), 1, 1)
-    m[:, 0, 2], m[:, 1, 2] = tx, ty
-    return m
-
-
-def _scale(sx: torch.Tensor, sy: torch.Tensor) -> torch.Tensor:
-    m = torch.eye(3, device=sx.device).repeat(len(sx), 1, 1)
-    m[:, 0, 0], m[:, 1, 1] = sx, sy
-    return m
-
-
-def _rotate(angle: torch.Tensor) -> torch.Tensor:
-    m = torch.eye(3, device=angle.device).repeat(len(angle), 1, 1)
-    c, s = torch.cos(angle), torch.sin(angle)
-    m[:, 0, 0], m[:, 0, 1], m[:, 1, 0], m[:, 1, 1] = c, -s, s, c
-    return m
 
 
 class AdaController:
