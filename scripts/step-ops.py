@@ -14,16 +14,13 @@ from __future__ import annotations
 
 import argparse
 import collections
-import tempfile
 import traceback
-from pathlib import Path
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from styleseg.bench import final_stage_config, synthetic_store
+from styleseg.bench import bench_trainer, final_stage_config
 from styleseg.config import build_config
-from styleseg.training.loop import Trainer
 
 
 class CountOps(TorchDispatchMode):
@@ -53,10 +50,7 @@ def main() -> None:
 
     torch.set_num_threads(1)
     cfg = final_stage_config(build_config(args.preset, ["dtype=fp32", *args.overrides]), args.batch)
-    with tempfile.TemporaryDirectory() as tmp:
-        data = synthetic_store(cfg, "lip-12", Path(tmp), n=max(64, 2 * args.batch))
-        trainer = Trainer(cfg, data, Path(tmp), torch.device("cpu"))
-        trainer.logger.enabled = False
+    with bench_trainer(cfg, torch.device("cpu"), samples=max(64, 2 * args.batch)) as trainer:
         if args.accelerator:
             trainer.loss.rand.per_sample_from = float("inf")
             for opt in (trainer.nets.opt_G, trainer.nets.opt_D):

@@ -4,9 +4,11 @@ machine's own peak measured in the same process (the roofline ratio)."""
 
 from __future__ import annotations
 
+import contextlib
 import resource
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,6 +143,19 @@ def final_stage_config(cfg: TrainConfig, batch: int | None) -> TrainConfig:
     return cfg
 
 
+@contextlib.contextmanager
+def bench_trainer(
+    cfg: TrainConfig, device: torch.device, data: PreparedDataset | None = None, samples: int = 512
+) -> Iterator[Trainer]:
+    """A trainer on `data`, or on a synthetic store of `samples` made for it, in a throwaway run folder,
+    not logging."""
+    with tempfile.TemporaryDirectory() as tmp:
+        data = data or synthetic_store(cfg, "ccp-12", Path(tmp), n=samples)
+        trainer = Trainer(cfg, data, Path(tmp), device)
+        trainer.logger.enabled = False
+        yield trainer
+
+
 def run_bench(
     cfg: TrainConfig,
     device: torch.device,
@@ -149,11 +164,9 @@ def run_bench(
     steps: int = 10,
     compile_model: bool = False,
 ) -> BenchResult:
-    with tempfile.TemporaryDirectory() as tmp:
-        data = data or synthetic_store(cfg, "ccp-12", Path(tmp))
-        cfg.compile = compile_model  # the trainer's own compilation: G, and D in the generator step
-        trainer = Trainer(cfg, data, Path(tmp), device)
-        trainer.logger.enabled = False
+    cfg.compile = compile_model  # the trainer's own compilation: G, and D in the generator step
+    with bench_trainer(cfg, device, data) as trainer:
+        data = trainer.data
         compile_seconds = 0.0
         graphs_before = compiled_graphs()
         batch = cfg.optim.at_stage(cfg.optim.batch, cfg.model.num_stages - 1)
@@ -236,10 +249,7 @@ H100_PEAK_TFLOPS = {"bf16": 989.0, "tf32": 494.0}
 def count_step_flops(cfg: TrainConfig, device: torch.device, data: PreparedDataset | None = None) -> dict:
     """FLOPs per image of one training step at the final stage, counted without timing: a step with
     lazy R1 and one without, weighted by the R1 interval (R1 at its real share), and a G forward."""
-    with tempfile.TemporaryDirectory() as tmp:
-        data = data or synthetic_store(cfg, "ccp-12", Path(tmp), n=64)
-        trainer = Trainer(cfg, data, Path(tmp), device)
-        trainer.logger.enabled = False
+    with bench_trainer(cfg, device, data, samples=64) as trainer:
         batch = cfg.optim.at_stage(cfg.optim.batch, cfg.model.num_stages - 1)
         with_r1 = count_flops(trainer.train_step) / batch  # step 0: R1 is due
         without_r1 = count_flops(trainer.train_step) / batch
