@@ -40,6 +40,18 @@ class CountOps(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
+def use_accelerator_paths(trainer) -> None:
+    """Switch the two internals that differ on a GPU; refused loudly if either has been renamed,
+    so the counts never silently stay the CPU's."""
+    rand = trainer.loss.rand
+    groups = [g for opt in (trainer.nets.opt_G, trainer.nets.opt_D) for g in opt.param_groups]
+    if not hasattr(rand, "per_sample_from") or not all("foreach" in g for g in groups):
+        raise SystemExit("step-ops --accelerator: the draws' per_sample_from or Adam's foreach is gone")
+    rand.per_sample_from = float("inf")
+    for group in groups:
+        group["foreach"] = True
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", default="viton128")
@@ -52,10 +64,7 @@ def main() -> None:
     cfg = final_stage_config(build_config(args.preset, ["dtype=fp32", *args.overrides]), args.batch)
     with bench_trainer(cfg, torch.device("cpu"), samples=max(64, 2 * args.batch)) as trainer:
         if args.accelerator:
-            trainer.loss.rand.per_sample_from = float("inf")
-            for opt in (trainer.nets.opt_G, trainer.nets.opt_D):
-                for group in opt.param_groups:
-                    group["foreach"] = True
+            use_accelerator_paths(trainer)
         trainer.train_step()  # first-step set-up is not a step's cost
         interval = max(cfg.optim.r1_interval, 1)
         while trainer.step % interval:
