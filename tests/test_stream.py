@@ -20,7 +20,7 @@ from styleseg.metrics.segmenter_train import batch_split, segmentation_loss, syn
 from styleseg.models.load import load_generator
 from styleseg.options import SegmenterConfig, StreamOptions
 from styleseg.sampling import synthesize
-from styleseg.stream import PairStream, psi_for_seeds, rate_check
+from styleseg.stream import PairStream, psi_for_seeds, rate_check, undrawn_classes
 from styleseg.targeting import shows
 
 CPU = torch.device("cpu")
@@ -74,6 +74,47 @@ def test_synthetic_targets_and_the_loss_they_give():
     ce = torch.nn.functional.cross_entropy(logits2, torch.cat([labels, hard]), reduction="none")
     want = (ce[0].sum() + ce[1, 0, 0]) / 3
     assert torch.allclose(segmentation_loss(logits2, labels, hard, weight), want)
+
+
+def test_blind_classes_get_no_gradient_from_generated_rows_and_the_rest_is_their_softmax_without_them():
+    torch.manual_seed(0)
+    k, blind = 4, [3]
+    logits = torch.randn(3, k, 2, 5, requires_grad=True)
+    labels = torch.randint(0, k, (1, 2, 5))
+    probs = torch.rand(2, k, 2, 5).softmax(1)  # the generator's probabilities, some mass on class 3
+    loss = segmentation_loss(logits, labels, probs, dice_weight=0.0, blind=blind)
+    loss.backward()
+    assert logits.grad[1:, 3].abs().max() == 0  # generated rows: nothing either way about class 3
+    assert logits.grad[0, 3].abs().max() > 0  # the real row still teaches it
+    # the generated rows' term is cross-entropy over the other classes, targets renormalised over them
+    keep = [0, 1, 2]
+    target = probs[:, keep] / probs[:, keep].sum(1, keepdim=True)
+    syn = -(target * logits[1:, keep].log_softmax(1)).sum(1)
+    real = torch.nn.functional.cross_entropy(logits[:1], labels, reduction="none")
+    want = torch.cat([real, syn]).mean()
+    torch.testing.assert_close(loss, want)
+    # with Dice too: still no gradient on the blind class from generated rows, and no NaN anywhere
+    logits.grad = None
+    segmentation_loss(logits, labels, probs, dice_weight=1.0, blind=blind).backward()
+    assert not logits.grad.isnan().any() and logits.grad[1:, 3].abs().max() == 0
+    with pytest.raises(StylesegError, match="synthetic_blind"):
+        SegmenterConfig(num_classes=k, synthetic_blind=(0,))  # background is never blind
+
+
+def test_undrawn_classes_are_those_no_generated_mask_shows(model):
+    stream = PairStream(model, StreamOptions(), CPU, dtype="fp32")
+    seen = torch.zeros(len(stream.class_map.classes), dtype=torch.bool)
+    for start in range(0, 128, 64):
+        ids = stream.class_ids(list(range(3_000_000_000 + start, 3_000_000_000 + start + 64)))
+        seen |= torch.bincount(ids.flatten(), minlength=len(seen)) > 0
+    undrawn = undrawn_classes(stream, pairs=128)
+    assert undrawn == [c for c in range(1, len(seen)) if not seen[c]]
+    assert undrawn  # the tiny run's generator draws two classes, so some are never drawn
+    # a segmentation head pushed towards one undrawn class makes it drawn
+    st = model.growth
+    with torch.no_grad():
+        model.G.heads[st.stage].seg[st.seg_level].bias[undrawn[0]] += 100.0
+    assert undrawn[0] not in undrawn_classes(stream, pairs=128)
 
 
 def test_class_targeted_sampling_reaches_its_rate(model):
@@ -152,6 +193,10 @@ def test_on_top_keys_the_cache_of_streamed_segmenters_only(prepared_tiny):
     assert fingerprint(real, cfg) == fingerprint(real, off)
     streamed = {"synthetic": {"seed": 0}}
     assert fingerprint(real, cfg, streamed) != fingerprint(real, off, streamed)
+    # so does --synthetic-blind: a streamed segmenter's key, never a real-only one's
+    blind = replace(off, synthetic_blind=(1,))
+    assert fingerprint(real, blind) == fingerprint(real, off)
+    assert fingerprint(real, blind, streamed) != fingerprint(real, off, streamed)
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ FIT_MODES = ("pad-edge", "crop")
 SYNTHETIC_TARGETS = ("soft", "hard", "weighted", "confident")
 # segmenter options that change nothing without a pair stream: left out of cache keys then, so
 # caches made before they existed stay valid
-STREAM_ONLY = ("synthetic_share", "synthetic_on_top", "synthetic_target", "min_confidence")
+STREAM_ONLY = ("synthetic_share", "synthetic_on_top", "synthetic_target", "min_confidence", "synthetic_blind")
 
 
 @dataclass
@@ -59,11 +59,22 @@ class SegmenterConfig:
     or 'confident' (argmax, pixels below min_confidence ignored)."""
     min_confidence: float = 0.5
     """'confident' targets: pixels whose top class probability is below this carry no loss."""
+    synthetic_blind: tuple[int, ...] = ()
+    """Class ids the generated pairs say nothing about: classes the generator does not draw. Its
+    masks never show them, so as targets they would teach "never this class" on every generated
+    pixel; instead their logits are left out of the generated rows' softmax and Dice term (no
+    gradient either way). Real labels still teach them."""
     dtype: str = "auto"
     """fp32 | bf16 | auto (bf16 on GPUs and on CPUs with bf16 instructions)."""
     seed: int = 0
 
     def __post_init__(self) -> None:
+        self.synthetic_blind = tuple(sorted(int(c) for c in self.synthetic_blind))  # JSON gives a list
+        if any(not 0 < c < self.num_classes for c in self.synthetic_blind):
+            raise StylesegError(
+                f"synthetic_blind class ids must be in 1..{self.num_classes - 1} (not background), not "
+                f"{list(self.synthetic_blind)}"
+            )
         if not 0 <= self.synthetic_share <= 1:
             raise StylesegError(f"synthetic share must be in [0, 1], not {self.synthetic_share}")
         if self.synthetic_on_top and self.synthetic_share >= 1:

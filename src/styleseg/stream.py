@@ -26,7 +26,7 @@ from styleseg.metrics.segmenter_train import SyntheticBatch
 from styleseg.models.load import LoadedGenerator, generator_digest
 from styleseg.options import StreamOptions
 from styleseg.sampling import seed_latents
-from styleseg.targeting import ClassTargeter, class_ids_for, shows, targeted_slot
+from styleseg.targeting import BANK_SEEDS, ClassTargeter, class_ids_for, shows, targeted_slot
 from styleseg.training.randomness import mix32
 
 STREAM_SEEDS = 1 << 40
@@ -121,6 +121,17 @@ class PairStream:
     def statistics(self) -> dict:
         """What the stream has drawn so far in this process (pairs, targeted pairs, syntheses)."""
         return {"pairs": self.pairs, "targeted": self.targeted, "syntheses": self.syntheses}
+
+
+def undrawn_classes(stream: PairStream, pairs: int = 512, batch: int = 64) -> list[int]:
+    """Classes (background aside) of which not one pixel appears in `pairs` of the stream's masks
+    (the targeter's bank seeds, at the stream's truncation range): classes its pairs could only ever
+    teach as absent."""
+    seen = torch.zeros(len(stream.class_map.classes), dtype=torch.bool)
+    for start in range(0, pairs, batch):
+        ids = stream.class_ids(list(range(BANK_SEEDS + start, BANK_SEEDS + min(start + batch, pairs))))
+        seen |= torch.bincount(ids.flatten().cpu(), minlength=len(seen)) > 0
+    return [c for c in range(1, len(seen)) if not seen[c]]
 
 
 def rate_check(stream: PairStream, steps: int, n: int) -> dict:

@@ -162,6 +162,14 @@ def register(sub) -> None:
     )
     add_stream_args(t)
     t.add_argument(
+        "--synthetic-blind",
+        default="none",
+        metavar="auto|none|CLASS,...",
+        help="with --generator: classes its pairs say nothing about (left out of their softmax), so a class the "
+        "generator does not draw is not taught as absent; 'auto': those not one pixel of 512 of its masks "
+        "shows (default none)",
+    )
+    t.add_argument(
         "--init",
         default=None,
         help="a trained segmenter folder to start from, e.g. one trained at half the resolution "
@@ -343,8 +351,17 @@ def cmd_seg_train(args) -> int:
     for extra in args.extra:
         e = PreparedDataset(Path(extra))
         sets.append((e, np.flatnonzero(e.labeled)))  # every labeled sample of an extra set
-    if args.generator is None and (args.synthetic_first or args.classes or args.synthetic_on_top):
-        raise StylesegError("--synthetic-first, --synthetic-on-top and --classes need --generator")
+    if args.generator is None and (
+        args.synthetic_first or args.classes or args.synthetic_on_top or args.synthetic_blind != "none"
+    ):
+        raise StylesegError("--synthetic-first, --synthetic-on-top, --synthetic-blind and --classes need --generator")
+    stream = None
+    if args.generator is not None:
+        stream = PairStream(load_generator_spec(args.generator, device), stream_options(args, args.seed), device)
+        check_stream_fits(stream, ds)
+        if stream.targeter is not None:
+            print(f"class-targeted sampling: {json.dumps(stream.targeter.describe())}")
+    blind = blind_classes(args.synthetic_blind, stream)
     cfg = SegmenterConfig(
         num_classes=ds.class_map.num_classes,
         width=args.width,
@@ -355,16 +372,11 @@ def cmd_seg_train(args) -> int:
         synthetic_on_top=args.synthetic_on_top,
         synthetic_target=args.targets,
         min_confidence=args.min_confidence,
+        synthetic_blind=tuple(blind),
         **recipe(args),
     )
     select = (ds, validation_halves(ds)[0])
     init = starting_point(Path(args.init), cfg) if args.init else None
-    stream = None
-    if args.generator is not None:
-        stream = PairStream(load_generator_spec(args.generator, device), stream_options(args, args.seed), device)
-        check_stream_fits(stream, ds)
-        if stream.targeter is not None:
-            print(f"class-targeted sampling: {json.dumps(stream.targeter.describe())}")
     synthetic = stream
     if stream is not None and args.synthetic_first:
         pre_cfg = cfg.synthetic_only()
@@ -407,6 +419,20 @@ def cmd_seg_train(args) -> int:
     if "test" in info:
         print(f"test mIoU {info['test']['miou']:.3f} over {info['test']['n']} images")
     return 0
+
+
+def blind_classes(spec: str, stream) -> list[int]:
+    """Class ids `--synthetic-blind` names: none, the stream's undrawn classes (auto), or class names."""
+    from styleseg.stream import undrawn_classes
+    from styleseg.targeting import class_ids_for
+
+    if spec == "none" or stream is None:
+        return []
+    names = list(stream.class_map.classes)
+    ids = undrawn_classes(stream) if spec == "auto" else class_ids_for([n for n in spec.split(",") if n], names)
+    shown = ", ".join(names[c] for c in ids) or "none"
+    print(f"classes the streamed pairs say nothing about (--synthetic-blind {spec}): {shown}")
+    return ids
 
 
 def check_stream_fits(stream, ds: PreparedDataset) -> None:

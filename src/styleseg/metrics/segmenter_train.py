@@ -26,6 +26,7 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -43,8 +44,8 @@ from styleseg.metrics.segmenter import autocast_for, load_segmenter, save_segmen
 from styleseg.metrics.segnet import ResUNet
 from styleseg.options import STREAM_ONLY, SegmenterConfig
 
-# options whose "off" value is 0 (False)
-_ADDED_LATER = ("dice_weight", "repeat_threshold", "weight_ema", "synthetic_on_top")
+# options whose "off" value is 0, False or empty
+_ADDED_LATER = ("dice_weight", "repeat_threshold", "weight_ema", "synthetic_on_top", "synthetic_blind")
 
 
 @dataclass
@@ -103,11 +104,14 @@ def _augment(x: torch.Tensor, masks: torch.Tensor | None, probs: torch.Tensor | 
     return torch.lerp(luma, x, p["sat"]), masks, probs
 
 
-def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+def soft_dice_loss(
+    logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None, counted: torch.Tensor | None = None
+) -> torch.Tensor:
     """1 - mean soft Dice over the classes present in the batch's targets (absent classes are left
     out: their Dice is undefined and rewarding empty predictions would say nothing). target: (B, H, W)
     class ids, or (B, K, H, W) probabilities (soft targets; a class is present where it is the most
-    likely one somewhere); weight: (B, H, W) per-pixel weights."""
+    likely one somewhere); weight: (B, H, W) per-pixel weights; counted: (B, K), which rows count
+    towards which class's Dice (default: all)."""
     probs = logits.softmax(1)
     k = logits.shape[1]
     hard = target if target.dtype == torch.long else target.argmax(1)
@@ -115,6 +119,9 @@ def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Ten
     soft = onehot if target.dtype == torch.long else target.to(probs.dtype)
     if weight is not None:
         probs, soft, onehot = probs * weight[:, None], soft * weight[:, None], onehot * weight[:, None]
+    if counted is not None:
+        keep = counted.to(probs.dtype)[:, :, None, None]
+        probs, soft, onehot = probs * keep, soft * keep, onehot * keep
     inter = (probs * soft).sum(dim=(0, 2, 3))
     total = probs.sum(dim=(0, 2, 3)) + soft.sum(dim=(0, 2, 3))
     present = onehot.sum(dim=(0, 2, 3)) > 0
@@ -136,9 +143,13 @@ def synthetic_targets(probs: torch.Tensor, mode: str, min_confidence: float):
     return labels, (top >= min_confidence).to(probs.dtype)
 
 
-def segmentation_loss(logits, labels, syn_target=None, syn_weight=None, dice_weight: float = 0.0):
+def segmentation_loss(
+    logits, labels, syn_target=None, syn_weight=None, dice_weight: float = 0.0, blind: Sequence[int] = ()
+):
     """Cross-entropy (+ dice_weight x soft Dice) of a batch whose first rows have class ids `labels`
-    and whose last rows have synthetic targets (class ids or probabilities) with optional weights."""
+    and whose last rows have synthetic targets (class ids or probabilities) with optional weights.
+    `blind`: classes the synthetic rows say nothing about: their logits are left out of those rows'
+    softmax (no gradient either way), so a class the generator never draws is not taught as absent."""
     logits = logits.float()
     if syn_target is None:
         loss = F.cross_entropy(logits, labels)
@@ -149,13 +160,21 @@ def segmentation_loss(logits, labels, syn_target=None, syn_weight=None, dice_wei
         parts.append(F.one_hot(labels, k).permute(0, 3, 1, 2).float())
     n_syn = syn_target.shape[0]
     soft = syn_target if syn_target.dtype != torch.long else F.one_hot(syn_target, k).permute(0, 3, 1, 2).float()
+    counted = None
+    if blind:
+        soft = soft.index_fill(1, torch.as_tensor(list(blind), device=soft.device), 0.0)
+        soft = soft / soft.sum(1, keepdim=True).clamp_min(1e-12)
+        counted = torch.ones(len(logits), k, dtype=torch.bool, device=logits.device)
+        counted[-n_syn:, list(blind)] = False
+        logits = logits.masked_fill(~counted[:, :, None, None], float("-inf"))
     target = torch.cat(parts + [soft]) if parts else soft
     weight = torch.ones(target.shape[0], *target.shape[2:], device=logits.device)
     if syn_weight is not None:
         weight[-n_syn:] = syn_weight
-    ce = -(target * logits.log_softmax(1)).sum(1)  # (B, H, W)
+    log_probs = logits.log_softmax(1).clamp_min(torch.finfo(torch.float32).min)  # -inf only where target is 0
+    ce = -(target * log_probs).sum(1)  # (B, H, W)
     loss = (ce * weight).sum() / weight.sum().clamp_min(1e-6)
-    return loss + dice_weight * soft_dice_loss(logits, target, weight) if dice_weight else loss
+    return loss + dice_weight * soft_dice_loss(logits, target, weight, counted) if dice_weight else loss
 
 
 def _gather(datasets, which: np.ndarray, idx: np.ndarray, flips: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -343,7 +362,7 @@ def train_segmenter(
             syn_target, syn_weight = synthetic_targets(probs, cfg.synthetic_target, cfg.min_confidence)
         with autocast:
             logits = model(x)
-        loss = segmentation_loss(logits, y, syn_target, syn_weight, cfg.dice_weight)
+        loss = segmentation_loss(logits, y, syn_target, syn_weight, cfg.dice_weight, cfg.synthetic_blind)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -399,7 +418,7 @@ def fingerprint(
     stores were prepared and whatever their folders are called. Hashed in chunks: memory stays bounded."""
     options = asdict(cfg)
     for name in _ADDED_LATER:  # left out when off, so caches made before they existed stay valid
-        if options[name] == 0:
+        if not options[name]:
             del options[name]
     if not (extra or {}).get("synthetic"):
         for name in STREAM_ONLY:
