@@ -63,7 +63,8 @@ class SegmenterConfig:
     """Class ids the generated pairs say nothing about: classes the generator does not draw. Its
     masks never show them, so as targets they would teach "never this class" on every generated
     pixel; instead their logits are left out of the generated rows' softmax and Dice term (no
-    gradient either way). Real labels still teach them."""
+    gradient either way), and a generated pixel counts as much as its target is not one of them.
+    Real labels still teach them."""
     dtype: str = "auto"
     """fp32 | bf16 | auto (bf16 on GPUs and on CPUs with bf16 instructions)."""
     seed: int = 0

@@ -149,7 +149,8 @@ def segmentation_loss(
     """Cross-entropy (+ dice_weight x soft Dice) of a batch whose first rows have class ids `labels`
     and whose last rows have synthetic targets (class ids or probabilities) with optional weights.
     `blind`: classes the synthetic rows say nothing about: their logits are left out of those rows'
-    softmax (no gradient either way), so a class the generator never draws is not taught as absent."""
+    softmax (no gradient either way), so a class the generator never draws is not taught as absent,
+    and a pixel counts as much as its target is not a blind class."""
     logits = logits.float()
     if syn_target is None:
         loss = F.cross_entropy(logits, labels)
@@ -161,8 +162,11 @@ def segmentation_loss(
     n_syn = syn_target.shape[0]
     soft = syn_target if syn_target.dtype != torch.long else F.one_hot(syn_target, k).permute(0, 3, 1, 2).float()
     counted = None
-    if blind:
-        soft = soft.index_fill(1, torch.as_tensor(list(blind), device=soft.device), 0.0)
+    if blind:  # a generated pixel says nothing about the blind classes, and counts as much as it is not one
+        blind_idx = torch.as_tensor(list(blind), device=soft.device)
+        seen = 1 - soft.index_select(1, blind_idx).sum(1)  # (n_syn, H, W)
+        syn_weight = seen if syn_weight is None else syn_weight * seen
+        soft = soft.index_fill(1, blind_idx, 0.0)
         soft = soft / soft.sum(1, keepdim=True).clamp_min(1e-12)
         counted = torch.ones(len(logits), k, dtype=torch.bool, device=logits.device)
         counted[-n_syn:, list(blind)] = False
