@@ -70,7 +70,7 @@ def cmd_project(args) -> None:
     model = load_model(args.model, torch.device("cpu"))
     ds = PreparedDataset(Path(args.data))
     pool = ds.indices(args.split, labeled_only=True)
-    if args.labels:
+    if args.labels:  # the rule `segmenter train --labels N --seed S` draws its labels by
         idx = np.sort(np.random.default_rng([args.seed, args.labels]).choice(pool, args.labels, False))
     else:
         idx = np.unique(pool[np.linspace(0, len(pool) - 1, min(args.n, len(pool))).round().astype(int)])
