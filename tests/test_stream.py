@@ -234,3 +234,19 @@ def test_stream_options_refuse_nonsense():
         with pytest.raises(StylesegError):
             StreamOptions(**bad)
     assert np.isclose(StreamOptions(psi_range=[0.5, 1]).psi_range[0], 0.5)
+
+
+def test_segmenter_train_records_the_blind_classes_auto_finds(checkpoint, prepared_tiny, tmp_path, capsys):
+    import json
+
+    from styleseg.cli.main import main
+
+    argv = ["segmenter", "train", "--data", str(prepared_tiny), "--cache", str(tmp_path / "c"), "--device", "cpu"]
+    argv += ["--max-steps", "2", "--width", "4"]
+    assert main([*argv, "--out", str(tmp_path / "s"), "--generator", str(checkpoint), "--synthetic-blind", "auto"]) == 0
+    blind = json.loads((tmp_path / "s" / "segmenter.json").read_text())["config"]["synthetic_blind"]
+    stream = PairStream(load_generator(checkpoint, CPU), StreamOptions(), CPU)
+    assert blind == undrawn_classes(stream) and blind  # the tiny generator draws two of its classes
+    assert "say nothing about (--synthetic-blind auto)" in capsys.readouterr().out
+    assert main([*argv, "--out", str(tmp_path / "r"), "--synthetic-blind", "auto"]) == 2  # no --generator
+    assert "need --generator" in capsys.readouterr().err
