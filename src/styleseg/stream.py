@@ -127,11 +127,12 @@ def undrawn_classes(stream: PairStream, pairs: int = 512, batch: int = 64) -> li
     """Classes (background aside) of which not one pixel appears in `pairs` of the stream's masks
     (the targeter's bank seeds, at the stream's truncation range): classes its pairs could only ever
     teach as absent."""
-    seen = torch.zeros(len(stream.class_map.classes), dtype=torch.bool)
+    classes = range(1, len(stream.class_map.classes))
+    seen = torch.zeros(len(classes), dtype=torch.bool)
     for start in range(0, pairs, batch):
         ids = stream.class_ids(list(range(BANK_SEEDS + start, BANK_SEEDS + min(start + batch, pairs))))
-        seen |= torch.bincount(ids.flatten().cpu(), minlength=len(seen)) > 0
-    return [c for c in range(1, len(seen)) if not seen[c]]
+        seen |= shows(ids.cpu(), classes, min_fraction=0).any(0)  # a single pixel counts
+    return [c for c, drawn in zip(classes, seen.tolist()) if not drawn]
 
 
 def rate_check(stream: PairStream, steps: int, n: int) -> dict:

@@ -334,6 +334,7 @@ def read_subset(path: Path) -> list[int]:
 def cmd_seg_train(args) -> int:
     import numpy as np
 
+    from styleseg.data.budget import segmenter_labels
     from styleseg.data.store import PreparedDataset
     from styleseg.device import resolve_device
     from styleseg.metrics.segmenter import evaluate_segmenter, save_segmenter, validation_halves
@@ -346,7 +347,7 @@ def cmd_seg_train(args) -> int:
     if args.labels is not None:
         if not 0 < args.labels <= len(train_idx):
             raise StylesegError(f"--labels must be in 1..{len(train_idx)} ({ds.root}'s labelled train samples)")
-        train_idx = np.sort(np.random.default_rng([args.seed, args.labels]).choice(train_idx, args.labels, False))
+        train_idx = segmenter_labels(train_idx, args.labels, args.seed)
     sets = [(ds, train_idx)]
     for extra in args.extra:
         e = PreparedDataset(Path(extra))
@@ -426,7 +427,7 @@ def blind_classes(spec: str, stream) -> list[int]:
     from styleseg.stream import undrawn_classes
     from styleseg.targeting import class_ids_for
 
-    if spec == "none" or stream is None:
+    if spec == "none":  # anything else comes with a stream (refused before without --generator)
         return []
     names = list(stream.class_map.classes)
     ids = undrawn_classes(stream) if spec == "auto" else class_ids_for([n for n in spec.split(",") if n], names)

@@ -104,14 +104,11 @@ def _augment(x: torch.Tensor, masks: torch.Tensor | None, probs: torch.Tensor | 
     return torch.lerp(luma, x, p["sat"]), masks, probs
 
 
-def soft_dice_loss(
-    logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None, counted: torch.Tensor | None = None
-) -> torch.Tensor:
+def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
     """1 - mean soft Dice over the classes present in the batch's targets (absent classes are left
     out: their Dice is undefined and rewarding empty predictions would say nothing). target: (B, H, W)
     class ids, or (B, K, H, W) probabilities (soft targets; a class is present where it is the most
-    likely one somewhere); weight: (B, H, W) per-pixel weights; counted: (B, K), which rows count
-    towards which class's Dice (default: all)."""
+    likely one somewhere); weight: (B, H, W) per-pixel weights."""
     probs = logits.softmax(1)
     k = logits.shape[1]
     hard = target if target.dtype == torch.long else target.argmax(1)
@@ -119,9 +116,6 @@ def soft_dice_loss(
     soft = onehot if target.dtype == torch.long else target.to(probs.dtype)
     if weight is not None:
         probs, soft, onehot = probs * weight[:, None], soft * weight[:, None], onehot * weight[:, None]
-    if counted is not None:
-        keep = counted.to(probs.dtype)[:, :, None, None]
-        probs, soft, onehot = probs * keep, soft * keep, onehot * keep
     inter = (probs * soft).sum(dim=(0, 2, 3))
     total = probs.sum(dim=(0, 2, 3)) + soft.sum(dim=(0, 2, 3))
     present = onehot.sum(dim=(0, 2, 3)) > 0
@@ -161,16 +155,16 @@ def segmentation_loss(
         parts.append(F.one_hot(labels, k).permute(0, 3, 1, 2).float())
     n_syn = syn_target.shape[0]
     soft = syn_target if syn_target.dtype != torch.long else F.one_hot(syn_target, k).permute(0, 3, 1, 2).float()
-    counted = None
     if blind:  # a generated pixel says nothing about the blind classes, and counts as much as it is not one
         blind_idx = torch.as_tensor(list(blind), device=soft.device)
         seen = 1 - soft.index_select(1, blind_idx).sum(1)  # (n_syn, H, W)
         syn_weight = seen if syn_weight is None else syn_weight * seen
         soft = soft.index_fill(1, blind_idx, 0.0)
         soft = soft / soft.sum(1, keepdim=True).clamp_min(1e-12)
-        counted = torch.ones(len(logits), k, dtype=torch.bool, device=logits.device)
-        counted[-n_syn:, list(blind)] = False
-        logits = logits.masked_fill(~counted[:, :, None, None], float("-inf"))
+        # out of the generated rows' softmax, so out of their cross-entropy and Dice alike
+        hidden = torch.zeros(len(logits), k, 1, 1, dtype=torch.bool, device=logits.device)
+        hidden[-n_syn:, list(blind)] = True
+        logits = logits.masked_fill(hidden, float("-inf"))
     target = torch.cat(parts + [soft]) if parts else soft
     weight = torch.ones(target.shape[0], *target.shape[2:], device=logits.device)
     if syn_weight is not None:
@@ -178,7 +172,7 @@ def segmentation_loss(
     log_probs = logits.log_softmax(1).clamp_min(torch.finfo(torch.float32).min)  # -inf only where target is 0
     ce = -(target * log_probs).sum(1)  # (B, H, W)
     loss = (ce * weight).sum() / weight.sum().clamp_min(1e-6)
-    return loss + dice_weight * soft_dice_loss(logits, target, weight, counted) if dice_weight else loss
+    return loss + dice_weight * soft_dice_loss(logits, target, weight) if dice_weight else loss
 
 
 def _gather(datasets, which: np.ndarray, idx: np.ndarray, flips: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
