@@ -37,17 +37,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from styleseg.data.budget import segmenter_labels
 from styleseg.data.store import PreparedDataset
 from styleseg.metrics.segmentation import confusion_matrix, iou_per_class
 from styleseg.models.zoo import load_model
 from styleseg.options import ProjectOptions
-from styleseg.project import discriminator_of, project, to_tensor
-
-
-def fixed_noise(G, stage: int, b: int) -> list[torch.Tensor]:
-    """The noise `project` fits under (one draw from seed 0, shared by the batch)."""
-    gen = torch.Generator(device="cpu").manual_seed(0)
-    return [n.expand(b, -1, -1, -1) for n in G.make_noise(1, stage, generator=gen, device=torch.device("cpu"))]
+from styleseg.project import discriminator_of, fixed_noise, project, to_tensor
 
 
 def synthesis_features(G, ws, stage, seg_level, noise) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -70,8 +65,8 @@ def cmd_project(args) -> None:
     model = load_model(args.model, torch.device("cpu"))
     ds = PreparedDataset(Path(args.data))
     pool = ds.indices(args.split, labeled_only=True)
-    if args.labels:  # the rule `segmenter train --labels N --seed S` draws its labels by
-        idx = np.sort(np.random.default_rng([args.seed, args.labels]).choice(pool, args.labels, False))
+    if args.labels:  # the photos `segmenter train --labels N --seed S` trains on
+        idx = segmenter_labels(pool, args.labels, args.seed)
     else:
         idx = np.unique(pool[np.linspace(0, len(pool) - 1, min(args.n, len(pool))).round().astype(int)])
     images, masks = ds.load_batch(idx)
@@ -109,7 +104,7 @@ class PixelMLP(torch.nn.Module):
 
 
 def features_of(G, st, data):
-    noise = fixed_noise(G, st.stage, len(data["ws"]))
+    noise = fixed_noise(G, st.stage, len(data["ws"]), torch.device("cpu"))
     with torch.no_grad():
         img, seg, f = synthesis_features(G, data["ws"], st.stage, st.seg_level, noise)
     return img, seg, f
@@ -187,11 +182,12 @@ def cmd_train(args, rest: list[str]) -> None:
         z, noise = stream.seed_latents(self.G, seeds, st.stage, self.device)
         with torch.inference_mode():
             ws = self.G.styles(z, self.psi_of(seeds).to(self.device))
-            img, seg, f = synthesis_features(self.G, ws, st.stage, st.seg_level, noise)
             if args.teacher:  # the teacher reads the image as the segmenter will see it (8-bit)
+                img, seg = self.G.synthesis(ws, st.stage, st.alpha, st.seg_level, noise)
                 with self.autocast:
                     new = teacher.to(img.device)(quantize(img)).float().softmax(1)
             else:
+                img, seg, f = synthesis_features(self.G, ws, st.stage, st.seg_level, noise)
                 if "h" not in heads:
                     h = PixelMLP(f.shape[1], seg.shape[1])
                     h.load_state_dict(saved["state"])

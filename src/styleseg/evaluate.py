@@ -31,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from styleseg.data.budget import segmenter_labels
 from styleseg.data.prepare import prepare_dataset
 from styleseg.data.store import PreparedDataset
 from styleseg.errors import StylesegError
@@ -134,10 +135,7 @@ def _train_sets(regime: Regime, ds, train_idx, gen, gen_idx, seed: int, mix: flo
     elif regime.real is not None and subset is not None:
         real = [(ds, np.sort(np.asarray(subset, np.int64)))]
     elif regime.real is not None:
-        pick = np.random.default_rng([seed, int(regime.real)]).choice(
-            train_idx, min(regime.real, len(train_idx)), False
-        )
-        real = [(ds, np.sort(pick))]
+        real = [(ds, segmenter_labels(train_idx, regime.real, seed))]
     generated = [(gen, gen_idx)] if regime.generated else []
     if regime.finetune:
         return real, None, generated

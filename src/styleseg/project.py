@@ -51,6 +51,13 @@ def _d_distance(D: Discriminator | None, stage: int, a: torch.Tensor, b_feats: l
     return sum((fa - fb).square().mean(dim=(1, 2, 3)) for fa, fb in zip(feats, b_feats)) / len(feats)
 
 
+def fixed_noise(G, stage: int, b: int, device) -> list[torch.Tensor]:
+    """The noise inputs latents are fitted under: one draw from seed 0, shared by the batch."""
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    noise = G.make_noise(1, stage, generator=gen, device=torch.device("cpu"))
+    return [n.to(device).expand(b, -1, -1, -1) for n in noise]
+
+
 def project(
     model: LoadedGenerator,
     photos: torch.Tensor,
@@ -65,9 +72,7 @@ def project(
     b = photos.shape[0]
     layers = G.num_ws if opts.space == "w+" else 1
     w = G.w_avg.detach().clone().repeat(b, layers, 1).requires_grad_(True)  # (B, layers, w_dim)
-    gen = torch.Generator(device="cpu").manual_seed(0)
-    noise = [n.to(device) for n in G.make_noise(1, st.stage, generator=gen, device=torch.device("cpu"))]
-    noise = [n.expand(b, -1, -1, -1) for n in noise]
+    noise = fixed_noise(G, st.stage, b, device)
     opt = torch.optim.Adam([w], lr=opts.lr, betas=(0.9, 0.999))
     warmup = max(1, opts.steps // 10)
     weight = opts.perceptual_weight if D is not None else 0.0

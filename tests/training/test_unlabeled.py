@@ -158,3 +158,14 @@ def test_photos_are_judged_on_the_image_alone():
     images_only = D(out.img, None, 2, 1.0, None, 0.0)
     torch.testing.assert_close(logits[:4], images_only[:4])
     assert not torch.allclose(logits[4:], images_only[4:])
+
+
+def test_segmenter_labels_are_a_function_of_seed_and_budget():
+    from styleseg.data.budget import segmenter_labels
+
+    pool = np.arange(100, 140)
+    a = segmenter_labels(pool, 10, 0)
+    assert a.tolist() == sorted(a.tolist()) and len(set(a.tolist())) == 10 and set(a) <= set(pool)
+    assert np.array_equal(a, segmenter_labels(pool, 10, 0))  # the same photos every time
+    assert not np.array_equal(a, segmenter_labels(pool, 10, 1))  # another seed, other photos
+    assert np.array_equal(segmenter_labels(pool, 99, 0), pool)  # a budget above the pool keeps all of it

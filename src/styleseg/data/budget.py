@@ -1,4 +1,5 @@
-"""The label budget: which labelled samples a run keeps (`data.max_labeled`)."""
+"""The label budget: which labelled samples a run keeps (`data.max_labeled`), and which ones a
+low-label segmenter trains on."""
 
 from __future__ import annotations
 
@@ -19,3 +20,11 @@ def labels_to_keep(labeled: np.ndarray, max_labeled: float | None, seed: int) ->
         raise StylesegError(f"data.max_labeled={max_labeled:g} asks for more labels than the {len(labeled)} there are")
     order = np.random.default_rng([seed, 0x1ABE1]).permutation(len(labeled))
     return np.sort(labeled[order[:n]])
+
+
+def segmenter_labels(train_idx: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """The sorted n (at most all) of `train_idx` that a segmenter of `seed` trains on under a budget of
+    n labels (`segmenter train --labels`, `evaluate`'s low-label regimes): one rule, so the same seed
+    and budget give the same photos in both."""
+    pick = np.random.default_rng([seed, int(n)]).choice(train_idx, min(int(n), len(train_idx)), False)
+    return np.sort(pick)
