@@ -232,7 +232,7 @@ def run_bench(
             train_roofline=roofline(train_flops * train_ips / 1e9, peak),
             generate_roofline=roofline(gen_flops * gen_ips / 1e9, peak),
             peak_used=peak_used,
-            seconds_per_kimg=round(1000 / train_ips, 1),
+            seconds_per_kimg=float(f"{1000 / train_ips:.3g}"),  # 3 significant figures: a fast machine gives ~1 s/kimg
             timed_steps=steps,
             compile_seconds=round(compile_seconds, 1),
             compiled_graphs=graphs_warm - graphs_before,
