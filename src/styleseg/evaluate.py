@@ -63,7 +63,7 @@ from styleseg.metrics.usefulness import Regime, paired_difference, regimes, summ
 from styleseg.models.load import LoadedGenerator
 from styleseg.options import EvalOptions, GenerateOptions
 from styleseg.report import agreement_text, interval_note, seed_range, seeds_text, write_report
-from styleseg.stream import PairStream
+from styleseg.stream import PairStream, blind_class_ids
 
 EVALUATE_VERSION = 3  # recorded in metrics.json: which instrument produced the figures
 
@@ -171,9 +171,12 @@ def _fit_regime(regime: Regime, sets, weights, pretrain, cfg, stream, device, ca
     return cached_segmenter(cache, sets, cfg, device, select, log, weights=weights, init=init, synthetic=synthetic)
 
 
-def usefulness(ds, gen, filtered_idx, opts: EvalOptions, device, cache: Path, log, stream=None) -> dict:
+def usefulness(
+    ds, gen, filtered_idx, opts: EvalOptions, device, cache: Path, log, stream=None, blind: tuple[int, ...] = ()
+) -> dict:
     """Every regime (and its filtered variant) x seeds; scores on the report half of validation and on
-    test where there is one; paired differences to the baselines."""
+    test where there is one; paired differences to the baselines. `blind`: class ids the streamed pairs
+    say nothing about (SegmenterConfig.synthetic_blind)."""
     if opts.regimes == []:
         log("usefulness: skipped (--regimes none)")
         return {}
@@ -195,6 +198,7 @@ def usefulness(ds, gen, filtered_idx, opts: EvalOptions, device, cache: Path, lo
         if regime.generated and not regime.streamed and filtered_idx is not None:
             name = regime.name.replace("generated", "filtered generated")
             todo.append((Regime(name, regime.real, True, regime.finetune, regime.baseline), filtered_idx))
+    blind_names = [stream.class_map.classes[c] for c in blind] if stream is not None else []
     results: dict[str, dict] = {}
     # Regimes with generated data first: their real-only baselines do not depend on the model, so they
     # are often cached already (or being trained elsewhere) by the time they are reached.
@@ -203,7 +207,7 @@ def usefulness(ds, gen, filtered_idx, opts: EvalOptions, device, cache: Path, lo
         budgets = []
         for seed in range(opts.seeds):
             cfg = opts.segmenter_config(
-                ds.class_map.num_classes, opts.usefulness_max_steps or opts.segmenter_max_steps, seed
+                ds.class_map.num_classes, opts.usefulness_max_steps or opts.segmenter_max_steps, seed, blind
             )
             files = None if regime.streamed else gen
             sets, weights, pretrain = _train_sets(
@@ -227,7 +231,11 @@ def usefulness(ds, gen, filtered_idx, opts: EvalOptions, device, cache: Path, lo
             "regime": asdict(regime),
             "generated_pairs": 0 if gen_idx is None or not regime.generated or regime.streamed else int(len(gen_idx)),
             "mix": opts.mix if regime.generated and regime.real and not regime.finetune else None,
-            **({"stream": {**stream.describe(), "seed": "the segmenter's"}} if regime.streamed else {}),
+            **(
+                {"stream": {**stream.describe(), "seed": "the segmenter's", "blind": blind_names}}
+                if regime.streamed
+                else {}
+            ),
             "val": summarize(per_seed["val"]),
             **({"test": summarize(per_seed["test"])} if has_test else {}),
             "budgets": budgets,
@@ -318,6 +326,11 @@ def evaluate(
     if opts.upsample and opts.stream is not None and tuple(model.config.model.resolution) != ds.resolution:
         raise StylesegError("--stream draws pairs at the model's resolution: leave out --upsample or --stream")
     check_real_subset(ds, opts)  # before any training, so a wrong subset costs nothing
+    # the stream (and the classes it is blind to) before any training too: a wrong class name costs nothing
+    stream = PairStream(model, opts.stream, device) if opts.stream is not None else None
+    blind = blind_class_ids(opts.synthetic_blind, stream)
+    if blind:
+        log(f"classes the streamed pairs say nothing about: {', '.join(stream.class_map.classes[c] for c in blind)}")
     out.mkdir(parents=True, exist_ok=True)
     names = ds.class_map.classes
     select = (ds, validation_halves(ds)[0])
@@ -373,8 +386,7 @@ def evaluate(
             "kept": int(keep),
             "min_per_sample_miou": float(per_sample[filtered].min()),
         }
-    stream = PairStream(model, opts.stream, device) if opts.stream is not None else None
-    useful = usefulness(ds, gen, filtered, opts, device, cache, log, stream)
+    useful = usefulness(ds, gen, filtered, opts, device, cache, log, stream, tuple(blind))
 
     # 3. realism and 4. label statistics
     real_feats = realism(ref, ds, gen, device, opts.inception_weights)

@@ -220,14 +220,20 @@ class EvalOptions:
     """How streamed pairs teach: soft | hard | weighted | confident (see SegmenterConfig)."""
     min_confidence: float = 0.5
     """'confident' targets: the top probability below which a pixel carries no loss."""
+    synthetic_blind: str = "none"
+    """Classes the streamed pairs say nothing about (SegmenterConfig.synthetic_blind): 'none', 'auto'
+    (those the stream never draws, found on its pairs) or class names separated by commas."""
     upsample: str | None = None
     """Score a model of a lower resolution at the data's (e.g. a 64x48 model beside a 128x96 one, in
     the same feature space): 'resize' up-samples its pairs as `prepare` resizes photos and masks
     (Lanczos, nearest), 'smooth' its image and mask logits bilinearly, as a residual stage grown onto
     it starts (GenerateOptions.upsample). None: the model must draw at the data's resolution."""
 
-    def segmenter_config(self, num_classes: int, max_steps: int, seed: int = 0) -> SegmenterConfig:
-        """The configuration of every segmenter trained here: the same recipe, its own step bound and seed."""
+    def segmenter_config(
+        self, num_classes: int, max_steps: int, seed: int = 0, blind: tuple[int, ...] = ()
+    ) -> SegmenterConfig:
+        """The configuration of every segmenter trained here: the same recipe, its own step bound and
+        seed; `blind` the class ids `synthetic_blind` resolved to against the stream."""
         return SegmenterConfig(
             num_classes=num_classes,
             width=self.segmenter_width,
@@ -240,6 +246,7 @@ class EvalOptions:
             synthetic_on_top=self.stream_on_top,
             synthetic_target=self.synthetic_target,
             min_confidence=self.min_confidence,
+            synthetic_blind=blind,
         )
 
 

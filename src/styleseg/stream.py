@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from styleseg.data.pixels import quantize
+from styleseg.errors import StylesegError
 from styleseg.generate import level_class_map
 from styleseg.metrics.segmenter import autocast_for
 from styleseg.metrics.segmenter_train import SyntheticBatch
@@ -133,6 +134,18 @@ def undrawn_classes(stream: PairStream, pairs: int = 512, batch: int = 64) -> li
         ids = stream.class_ids(list(range(BANK_SEEDS + start, BANK_SEEDS + min(start + batch, pairs))))
         seen |= shows(ids.cpu(), classes, min_fraction=0).any(0)  # a single pixel counts
     return [c for c, drawn in zip(classes, seen.tolist()) if not drawn]
+
+
+def blind_class_ids(spec: str, stream: PairStream | None) -> list[int]:
+    """Class ids a `--synthetic-blind` spec names: 'none', the stream's undrawn classes ('auto'), or
+    class names separated by commas."""
+    if spec == "none":
+        return []
+    if stream is None:
+        raise StylesegError(f"--synthetic-blind {spec} needs a pair stream (a generator)")
+    if spec == "auto":
+        return undrawn_classes(stream)
+    return class_ids_for([n for n in spec.split(",") if n], list(stream.class_map.classes))
 
 
 def rate_check(stream: PairStream, steps: int, n: int) -> dict:

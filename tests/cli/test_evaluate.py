@@ -300,6 +300,22 @@ def test_evaluate_stream_regimes_pretrain_once_and_compare_with_their_baselines(
         top["budgets"][0]["synthetic_per_batch"] == 8
         and top["budgets"][0]["images_seen"] == 16 * top["budgets"][0]["steps"]
     )
+    # blind to the classes the tiny generator never draws: recorded in the streamed segmenters' configs
+    # and the regime's stream; the real-only baseline is the one cached above (its key has no stream options)
+    from styleseg.models.load import load_generator
+    from styleseg.options import StreamOptions
+    from styleseg.stream import PairStream, undrawn_classes
+
+    cpu = torch.device("cpu")
+    stream = PairStream(load_generator(checkpoint, cpu), StreamOptions(), cpu)
+    undrawn = undrawn_classes(stream)
+    before = set(cache.glob("*/segmenter.json"))
+    argv[argv.index("--out") + 1] = str(tmp_path / "blind")
+    assert main([*argv, "--synthetic-blind", "auto"]) == 0
+    blind = json.loads((tmp_path / "blind" / "metrics.json").read_text())["usefulness"]["8 real+streamed"]
+    new = [json.loads(p.read_text())["config"] for p in set(cache.glob("*/segmenter.json")) - before]
+    assert undrawn and len(new) == 2 and all(cfg["synthetic_blind"] == undrawn for cfg in new)  # 2 seeds
+    assert blind["stream"]["blind"] == [stream.class_map.classes[c] for c in undrawn]
 
 
 def test_evaluate_upsample_scores_a_smaller_model_at_the_datas_resolution(checkpoint, tmp_path, capsys):
@@ -324,3 +340,15 @@ def test_evaluate_upsample_scores_a_smaller_model_at_the_datas_resolution(checkp
     smooth = np.load(tmp_path / "s" / "generated-prepared" / "images.npy")
     assert smooth.shape == gen.shape and not np.array_equal(smooth, gen)  # bilinear, not Lanczos
     assert json.loads((tmp_path / "s" / "generated" / "generation.json").read_text())["upsample"] == 1
+
+
+def test_evaluate_refuses_blind_classes_without_a_stream_or_unknown_before_writing(
+    checkpoint, prepared_tiny, tmp_path, capsys
+):
+    argv = ["evaluate", "--ckpt", str(checkpoint), "--data", str(prepared_tiny), "--out", str(tmp_path / "e")]
+    argv += ["--n", "4", "--cache", str(tmp_path / "c"), "--device", "cpu", "--regimes", "none"]
+    assert main([*argv, "--synthetic-blind", "auto"]) == 2
+    assert "need --stream" in capsys.readouterr().err
+    assert main([*argv, "--stream", "--synthetic-blind", "cape"]) == 2
+    assert "unknown classes ['cape']" in capsys.readouterr().err
+    assert not (tmp_path / "e").exists() and not (tmp_path / "c").exists()  # refused before any work

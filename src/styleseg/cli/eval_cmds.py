@@ -162,14 +162,6 @@ def register(sub) -> None:
     )
     add_stream_args(t)
     t.add_argument(
-        "--synthetic-blind",
-        default="none",
-        metavar="auto|none|CLASS,...",
-        help="with --generator: classes its pairs say nothing about (left out of their softmax), so a class the "
-        "generator does not draw is not taught as absent; 'auto': those not one pixel of 512 of its masks "
-        "shows (default none)",
-    )
-    t.add_argument(
         "--init",
         default=None,
         help="a trained segmenter folder to start from, e.g. one trained at half the resolution "
@@ -256,6 +248,14 @@ def add_stream_args(p) -> None:
         help="beside real labels: add the streamed pairs to a full batch of real samples (the same share of a "
         "larger batch) instead of taking them from it, so the real samples per step stay as without the stream",
     )
+    p.add_argument(
+        "--synthetic-blind",
+        default="none",
+        metavar="auto|none|CLASS,...",
+        help="classes the streamed pairs say nothing about (left out of their softmax), so a class the "
+        "generator does not draw is not taught as absent; 'auto': those not one pixel of 512 of its masks "
+        "shows (default none)",
+    )
     add_class_target_args(p, "streamed pairs")
 
 
@@ -284,13 +284,16 @@ def cmd_evaluate(args) -> int:
         low = [len(subset)] if subset is not None else [50]
     if args.seeds < 1 or not 0 <= args.mix <= 1 or (args.filter_keep is not None and not 0 < args.filter_keep <= 1):
         raise StylesegError("--seeds must be >= 1, --mix in [0, 1] and --filter-keep in (0, 1]")
-    if args.synthetic_on_top and not args.stream:
-        raise StylesegError("--synthetic-on-top changes the streamed regimes only: it needs --stream")
+    if (args.synthetic_on_top or args.synthetic_blind != "none") and not args.stream:
+        raise StylesegError(
+            "--synthetic-on-top and --synthetic-blind change the streamed regimes only: they need --stream"
+        )
     stream = stream_options(args) if args.stream else None
     opts = EvalOptions(
         stream=stream,
         synthetic_target=args.targets,
         min_confidence=args.min_confidence,
+        synthetic_blind=args.synthetic_blind,
         n=args.n,
         psi=args.truncation,
         first_seed=args.first_seed,
@@ -424,15 +427,12 @@ def cmd_seg_train(args) -> int:
 
 def blind_classes(spec: str, stream) -> list[int]:
     """Class ids `--synthetic-blind` names: none, the stream's undrawn classes (auto), or class names."""
-    from styleseg.stream import undrawn_classes
-    from styleseg.targeting import class_ids_for
+    from styleseg.stream import blind_class_ids
 
-    if spec == "none":  # anything else comes with a stream (refused before without --generator)
-        return []
-    names = list(stream.class_map.classes)
-    ids = undrawn_classes(stream) if spec == "auto" else class_ids_for([n for n in spec.split(",") if n], names)
-    shown = ", ".join(names[c] for c in ids) or "none"
-    print(f"classes the streamed pairs say nothing about (--synthetic-blind {spec}): {shown}")
+    ids = blind_class_ids(spec, stream)
+    if spec != "none":
+        shown = ", ".join(stream.class_map.classes[c] for c in ids) or "none"
+        print(f"classes the streamed pairs say nothing about (--synthetic-blind {spec}): {shown}")
     return ids
 
 
