@@ -328,9 +328,7 @@ def evaluate(
     check_real_subset(ds, opts)  # before any training, so a wrong subset costs nothing
     # the stream (and the classes it is blind to) before any training too: a wrong class name costs nothing
     stream = PairStream(model, opts.stream, device) if opts.stream is not None else None
-    blind = blind_class_ids(opts.synthetic_blind, stream)
-    if blind:
-        log(f"classes the streamed pairs say nothing about: {', '.join(stream.class_map.classes[c] for c in blind)}")
+    blind = blind_class_ids(opts.synthetic_blind, stream, log)
     out.mkdir(parents=True, exist_ok=True)
     names = ds.class_map.classes
     select = (ds, validation_halves(ds)[0])

@@ -136,16 +136,18 @@ def undrawn_classes(stream: PairStream, pairs: int = 512, batch: int = 64) -> li
     return [c for c, drawn in zip(classes, seen.tolist()) if not drawn]
 
 
-def blind_class_ids(spec: str, stream: PairStream | None) -> list[int]:
+def blind_class_ids(spec: str, stream: PairStream | None, log=print) -> list[int]:
     """Class ids a `--synthetic-blind` spec names: 'none', the stream's undrawn classes ('auto'), or
-    class names separated by commas."""
+    class names separated by commas; any but 'none' says which classes that is."""
     if spec == "none":
         return []
     if stream is None:
         raise StylesegError(f"--synthetic-blind {spec} needs a pair stream (a generator)")
-    if spec == "auto":
-        return undrawn_classes(stream)
-    return class_ids_for([n for n in spec.split(",") if n], list(stream.class_map.classes))
+    names = list(stream.class_map.classes)
+    ids = undrawn_classes(stream) if spec == "auto" else class_ids_for([n for n in spec.split(",") if n], names)
+    shown = ", ".join(names[c] for c in ids) or "none"
+    log(f"classes the streamed pairs say nothing about (--synthetic-blind {spec}): {shown}")
+    return ids
 
 
 def rate_check(stream: PairStream, steps: int, n: int) -> dict:

@@ -342,7 +342,7 @@ def cmd_seg_train(args) -> int:
     from styleseg.device import resolve_device
     from styleseg.metrics.segmenter import evaluate_segmenter, save_segmenter, validation_halves
     from styleseg.metrics.segmenter_train import cached_segmenter
-    from styleseg.stream import PairStream
+    from styleseg.stream import PairStream, blind_class_ids
 
     device = resolve_device(args.device)
     ds = PreparedDataset(resolve_data(args.data))
@@ -365,7 +365,7 @@ def cmd_seg_train(args) -> int:
         check_stream_fits(stream, ds)
         if stream.targeter is not None:
             print(f"class-targeted sampling: {json.dumps(stream.targeter.describe())}")
-    blind = blind_classes(args.synthetic_blind, stream)
+    blind = blind_class_ids(args.synthetic_blind, stream)
     cfg = SegmenterConfig(
         num_classes=ds.class_map.num_classes,
         width=args.width,
@@ -423,17 +423,6 @@ def cmd_seg_train(args) -> int:
     if "test" in info:
         print(f"test mIoU {info['test']['miou']:.3f} over {info['test']['n']} images")
     return 0
-
-
-def blind_classes(spec: str, stream) -> list[int]:
-    """Class ids `--synthetic-blind` names: none, the stream's undrawn classes (auto), or class names."""
-    from styleseg.stream import blind_class_ids
-
-    ids = blind_class_ids(spec, stream)
-    if spec != "none":
-        shown = ", ".join(stream.class_map.classes[c] for c in ids) or "none"
-        print(f"classes the streamed pairs say nothing about (--synthetic-blind {spec}): {shown}")
-    return ids
 
 
 def check_stream_fits(stream, ds: PreparedDataset) -> None:
