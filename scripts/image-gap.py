@@ -23,11 +23,9 @@ import torch
 import torch.nn.functional as F
 
 from styleseg.cli.common import load_generator_spec
-from styleseg.data.balance import CHUNK
 from styleseg.data.pixels import to_signed
 from styleseg.data.store import PreparedDataset
-from styleseg.metrics.segmentation import confusion_matrix
-from styleseg.metrics.segmenter import autocast_for, load_segmenter, scores_from_confusion, validation_halves
+from styleseg.metrics.segmenter import autocast_for, load_segmenter, predict, scores, validation_halves
 from styleseg.options import StreamOptions
 from styleseg.stream import PairStream
 
@@ -80,13 +78,10 @@ def reestimate_batch_norm(model: torch.nn.Module, batches, autocast) -> None:
     model.eval()
 
 
-def report_miou(model, images: torch.Tensor, masks: np.ndarray, k: int, names, autocast, sigma: float = 0.0) -> dict:
-    preds = []
-    with torch.no_grad(), autocast:
-        for s in range(0, len(images), CHUNK):
-            x = gaussian_blur(images[s : s + CHUNK].float(), sigma).round().clamp(0, 255).to(torch.uint8)
-            preds.append(model(to_signed(x)).float().argmax(1).numpy())
-    return scores_from_confusion(confusion_matrix(masks, np.concatenate(preds), k), names, len(images))
+def report_scores(model, images: torch.Tensor, masks: np.ndarray, names, sigma: float = 0.0) -> dict:
+    """The project's scores of `model` on uint8 `images`, blurred by `sigma` pixels first."""
+    blurred = gaussian_blur(images.float(), sigma).round().clamp(0, 255).to(torch.uint8)
+    return scores(masks, predict(model, blurred, torch.device("cpu")), names)
 
 
 def main() -> None:
@@ -118,19 +113,19 @@ def main() -> None:
     report = validation_halves(ds)[1]
     images, masks = ds.load_batch(report)
     masks = masks.numpy()
-    k, names = ds.class_map.num_classes, ds.class_map.classes
+    names = ds.class_map.classes
     sigmas = [float(s) for s in args.sigmas.split(",") if s]
     adabn = rng.choice(train, min(args.n_adabn, len(train)), replace=False)
     for folder in args.segmenters:
         model = load_segmenter(Path(folder), device)[0]
-        stored = report_miou(model, images, masks, k, names, autocast)
-        blurred = [report_miou(model, images, masks, k, names, autocast, s)["miou"] for s in sigmas]
+        stored = report_scores(model, images, masks, names)
+        blurred = [report_scores(model, images, masks, names, s)["miou"] for s in sigmas]
         reestimate_batch_norm(
             model,
             (to_signed(ds.load_batch(adabn[s : s + 64], masks=False)[0]) for s in range(0, len(adabn), 64)),
             autocast,
         )
-        after = report_miou(model, images, masks, k, names, autocast)
+        after = report_scores(model, images, masks, names)
         print(
             f"{folder}: report mIoU {stored['miou']:.4f} ({len(report)} photos); AdaBN on {len(adabn)} unlabelled "
             f"real photos {after['miou']:.4f} ({after['miou'] - stored['miou']:+.4f}); blurred "
