@@ -9,7 +9,9 @@
 3. realism: Fréchet distance (in as many principal components as the sample count supports) and KID
    (with its spread) in the reference segmenter's features, on images and on image + pooled mask
    layout, against real samples the segmenter never trained on (validation) and, labelled, against
-   training samples; Inception FID with the `fid` extra;
+   training samples; precision, recall, density and coverage against validation (beside what as many
+   real training photos score there: the mark a generator drawing real photos would reach); Inception
+   FID with the `fid` extra;
 4. label statistics: class frequencies and their JS divergence, classes per image, fragmentation,
    person area and height.
 
@@ -37,7 +39,7 @@ from styleseg.data.store import PreparedDataset
 from styleseg.errors import StylesegError
 from styleseg.generate import generate_dataset
 from styleseg.jsonio import write_json
-from styleseg.metrics.distribution import js_divergence, kernel_inception_distance, reduced_frechet
+from styleseg.metrics.distribution import js_divergence, kernel_inception_distance, precision_recall, reduced_frechet
 from styleseg.metrics.labels import LabelStatistics
 from styleseg.metrics.segmentation import (
     agreement_interval,
@@ -284,10 +286,20 @@ def realism(ref, ds: PreparedDataset, gen: PreparedDataset, device, inception_we
             "kid_image_mask": kid_pair[0],
             "kid_image_mask_std": kid_pair[1],
         }
+    out["precision_recall"] = manifold_scores(f_held, f_train, f_gen)
     out["inception"] = inception_fid(
         image_batches(ds, held_out), image_batches(gen, np.arange(len(gen))), inception_weights
     )
     return out
+
+
+def manifold_scores(f_held: np.ndarray, f_train: np.ndarray, f_gen: np.ndarray, k: int = 3) -> dict:
+    """Precision, recall, density and coverage of the generated images against held-out reals, and
+    of as many real training photos (what a generator that drew real photos would score)."""
+    stand_in = f_train[np.linspace(0, len(f_train) - 1, min(len(f_train), len(f_gen))).astype(int)]
+    if min(len(f_held), len(f_gen), len(stand_in)) <= k:
+        return {"skipped": f"needs more than {k} held-out reals and generated pairs"}
+    return {"generated": precision_recall(f_held, f_gen, k), "real_train_photos": precision_recall(f_held, stand_in, k)}
 
 
 def label_statistics(ds: PreparedDataset, gen: PreparedDataset) -> tuple[dict, tuple]:
@@ -510,6 +522,17 @@ def summary_table(m: dict) -> str:
             f"KID image {z['kid_image']:.4f} ± {z['kid_image_std']:.4f}, "
             f"FD image+mask {z['fd_image_mask']:.3f} ({z['fd_image_mask_dims']} PCs), "
             f"KID image+mask {z['kid_image_mask']:.4f} ± {z['kid_image_mask_std']:.4f}"
+        )
+    pr = rz.get("precision_recall")  # absent from metrics.json written before it was measured
+    if pr and "skipped" in pr:
+        lines.append(f"precision / recall: skipped ({pr['skipped']})")
+    elif pr:
+        four = {
+            k: " / ".join(f"{v[m]:.3f}" for m in ("precision", "recall", "density", "coverage")) for k, v in pr.items()
+        }
+        lines.append(
+            f"precision / recall / density / coverage vs held-out reals (k={pr['generated']['k']}): "
+            f"generated {four['generated']}; as many real train photos {four['real_train_photos']}"
         )
     inc = rz["inception"]
     lines.append("Inception FID: " + (f"{inc['fid']:.2f}" if "fid" in inc else inc["skipped"]))

@@ -84,6 +84,7 @@ def test_evaluate_writes_metrics_and_report(checkpoint, prepared_tiny, tmp_path,
     assert m["usefulness"]["filtered generated"]["generated_pairs"] == 8
     held = m["realism"]["held_out"]
     assert held["fd_image"] >= 0 and held["n_real"] == 2 and held["fd_image_dims"] >= 2
+    assert m["realism"]["precision_recall"] == {"skipped": "needs more than 3 held-out reals and generated pairs"}
     lb = m["labels"]
     freq_real, freq_gen = (np.array(list(lb[f"class_frequency_{k}"].values())) for k in ("real", "generated"))
     assert lb["js_divergence_bits"] == pytest.approx(js_divergence(freq_real, freq_gen), abs=1e-4)

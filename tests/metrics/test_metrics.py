@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from styleseg.metrics.distribution import frechet_distance, js_divergence, kernel_inception_distance, mmd2_unbiased
+from styleseg.metrics.distribution import (
+    frechet_distance,
+    js_divergence,
+    kernel_inception_distance,
+    mmd2_unbiased,
+    precision_recall,
+)
 from styleseg.metrics.labels import class_frequencies, classes_per_image, components_per_class, person_extent
 from styleseg.metrics.segmentation import (
     agreement_interval,
@@ -56,6 +62,47 @@ def test_kid_unbiased_estimate():
     same, _ = kernel_inception_distance(rng.normal(size=(2000, 4)), rng.normal(size=(2000, 4)), subsets=50)
     shifted, _ = kernel_inception_distance(rng.normal(size=(2000, 4)), rng.normal(size=(2000, 4)) + 1, subsets=50)
     assert abs(same) < 0.02 and shifted > 0.3
+
+
+def test_precision_recall_by_hand_on_a_line():
+    # k = 1 on a line: real at 0, 1, 2, 10 (radii 1, 1, 1, 8); fake at 0.5, 1.5, 30 (radii 1, 1, 28.5)
+    real = np.array([[0.0], [1.0], [2.0], [10.0]])
+    fake = np.array([[0.5], [1.5], [30.0]])
+    pr = precision_recall(real, fake, k=1)
+    assert pr["precision"] == pytest.approx(2 / 3)  # 30 lies in no real ball
+    assert pr["recall"] == pytest.approx(1.0)  # 30's ball (28.5) reaches 2 and 10; the rest lie near 0.5, 1.5
+    assert pr["coverage"] == pytest.approx(3 / 4)  # 10's nearest fake (1.5, 8.5 away) is outside its ball of 8
+    # balls holding 0.5: real 0, 1 (and not 2: 1.5 away); holding 1.5: real 1, 2; holding 30: none
+    assert pr["density"] == pytest.approx((2 + 2 + 0) / 3)
+
+
+def test_precision_recall_see_a_dropped_mode_and_a_perfect_sample():
+    rng = np.random.default_rng(0)
+    modes = np.array([[0.0] * 8, [20.0] * 8])
+    real = rng.normal(size=(800, 8)) + modes[rng.integers(0, 2, 800)]
+    same = rng.normal(size=(800, 8)) + modes[rng.integers(0, 2, 800)]
+    one_mode = rng.normal(size=(800, 8)) + modes[0]
+    perfect, dropped = precision_recall(real, same), precision_recall(real, one_mode)
+    assert perfect["precision"] > 0.8 and perfect["recall"] > 0.8 and perfect["coverage"] > 0.8
+    assert 0.8 < perfect["density"] < 1.2
+    assert dropped["precision"] > 0.8  # what it draws is realistic ...
+    assert dropped["recall"] < 0.55 and dropped["coverage"] < 0.55  # ... but half the reals are never drawn
+    far = precision_recall(real, one_mode + 100)
+    assert far["precision"] == far["recall"] == far["coverage"] == far["density"] == 0
+    with pytest.raises(ValueError, match="more than 3 samples"):
+        precision_recall(real, one_mode[:3])
+
+
+def test_evaluate_scores_generated_images_beside_as_many_real_photos():
+    from styleseg.evaluate import manifold_scores
+
+    rng = np.random.default_rng(1)
+    held, train = rng.normal(size=(300, 6)), rng.normal(size=(2000, 6))
+    gen = rng.normal(size=(400, 6)) * 0.3  # a collapsed generator: realistic, not diverse
+    s = manifold_scores(held, train, gen)
+    assert s["real_train_photos"]["recall"] > 0.8 and s["generated"]["recall"] < 0.5
+    assert s["generated"]["precision"] > 0.9
+    assert manifold_scores(held[:3], train, gen) == {"skipped": "needs more than 3 held-out reals and generated pairs"}
 
 
 def test_js_divergence_bounds():

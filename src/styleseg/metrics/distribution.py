@@ -1,4 +1,5 @@
-"""Distances between sets of features: Fréchet distance, KID, Jensen–Shannon divergence."""
+"""Distances between sets of features: Fréchet distance, KID, Jensen–Shannon divergence; and
+precision, recall, density and coverage (k-nearest-neighbour manifolds)."""
 
 from __future__ import annotations
 
@@ -79,3 +80,37 @@ def reduced_frechet(
     dims = supported_dims(min(len(a), len(b)), a.shape[1], samples_per_dim)
     mean, basis = pca_basis(reference, dims)
     return frechet_distance((a - mean) @ basis, (b - mean) @ basis), dims
+
+
+def _pairwise(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(len(a), len(b)) Euclidean distances, in float64."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None] - 2 * a @ b.T
+    return np.sqrt(np.maximum(sq, 0))
+
+
+def _knn_radii(x: np.ndarray, k: int) -> np.ndarray:
+    """Distance from each row of x to its k-th nearest other row."""
+    d = _pairwise(x, x)
+    return np.partition(d, k, axis=1)[:, k]  # column 0 is the row itself (distance 0)
+
+
+def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> dict[str, float]:
+    """Improved precision and recall (Kynkäänniemi et al. 2019) and density and coverage (Naeem et
+    al. 2020) of feature sets real (N, D) and fake (M, D), each set's manifold the union of balls
+    reaching every sample's k-th nearest neighbour. precision: share of fakes inside the real
+    manifold (are they realistic?); recall: share of reals inside the fake manifold (is every kind of
+    real sample drawn?); density: real balls containing a fake, per fake, over k (1 on average for
+    a perfect generator, robust to real outliers); coverage: share of reals whose ball holds a fake."""
+    if min(len(real), len(fake)) <= k:
+        raise ValueError(f"precision/recall with k={k} needs more than {k} samples per set ({len(real)}, {len(fake)})")
+    r_real, r_fake = _knn_radii(real, k), _knn_radii(fake, k)
+    d = _pairwise(real, fake)  # (N, M)
+    inside_real = d <= r_real[:, None]  # fake j inside real i's ball
+    return {
+        "precision": float(inside_real.any(0).mean()),
+        "recall": float((d <= r_fake[None]).any(1).mean()),
+        "density": float(inside_real.sum(0).mean() / k),
+        "coverage": float((d.min(1) <= r_real).mean()),
+        "k": k,
+    }
