@@ -19,8 +19,8 @@ from styleseg.errors import StylesegError
 from styleseg.metrics.segmenter_train import batch_split, segmentation_loss, synthetic_targets, train_segmenter
 from styleseg.models.load import load_generator
 from styleseg.options import SegmenterConfig, StreamOptions
-from styleseg.sampling import synthesize
-from styleseg.stream import PairStream, psi_for_seeds, rate_check, undrawn_classes
+from styleseg.sampling import seed_latents, seed_z, synthesize
+from styleseg.stream import PairStream, mixing_for_seeds, psi_for_seeds, rate_check, undrawn_classes
 from styleseg.targeting import shows
 
 CPU = torch.device("cpu")
@@ -29,6 +29,16 @@ CPU = torch.device("cpu")
 @pytest.fixture
 def model(checkpoint):
     return load_generator(checkpoint, CPU)
+
+
+def test_streamed_latents_differ_between_steps_and_stream_seeds_at_one_truncation(model):
+    # the pairs' seeds differ only above their low 32 bits, which torch's CPU generator ignores
+    draws = [PairStream(model, StreamOptions(psi_range=(1, 1), seed=s), CPU, dtype="fp32") for s in (0, 1)]
+    batches = [draws[0].draw(0, 2), draws[0].draw(1, 2), draws[1].draw(0, 2)]
+    probs = torch.cat([b.probs for b in batches])
+    for i in range(len(probs)):
+        for j in range(i):
+            assert not torch.allclose(probs[i], probs[j]), (i, j)
 
 
 def test_streamed_batches_are_new_at_every_step_and_regenerate_from_their_seeds(model):
@@ -52,6 +62,31 @@ def test_streamed_batches_are_new_at_every_step_and_regenerate_from_their_seeds(
         assert same.float().mean() > 0.99
         # soft targets are the generator's own class probabilities
         torch.testing.assert_close(first.probs[k : k + 1], out.seg.softmax(1), atol=1e-5, rtol=0)
+
+
+def test_style_mixing_mixes_its_share_of_pairs_reproducibly_and_leaves_unmixed_streams_alone(model):
+    seeds = list(range(1 << 40, (1 << 40) + 20000))
+    second, cuts = mixing_for_seeds(seeds, 0.3, layers=10)
+    mixed = np.array(cuts) < 10
+    assert abs(mixed.mean() - 0.3) < 0.02 and set(np.array(cuts)[mixed]) == set(range(1, 10))
+    assert second[0] == seeds[0] + (1 << 62)
+    plain = PairStream(model, StreamOptions(psi_range=(1, 1)), CPU, dtype="fp32")
+    assert "style_mixing" not in plain.describe() and "mixing_rule" not in plain.describe()
+    stream = PairStream(model, StreamOptions(psi_range=(1, 1), style_mixing=1.0), CPU, dtype="fp32")
+    assert stream.describe()["style_mixing"] == 1.0
+    batch, again = stream.draw(0, 4), stream.draw(0, 4)
+    assert torch.equal(batch.images, again.images)
+    unmixed = plain.draw(0, 4)
+    assert batch.seeds == unmixed.seeds and not torch.allclose(batch.probs, unmixed.probs)
+    # each pair is the generator's synthesis of its seed's styles up to its cut, the second latent's after
+    G, st = model.G, model.growth
+    second, cuts = mixing_for_seeds(batch.seeds, 1.0, 2 * (st.stage + 1))
+    assert max(cuts) < 2 * (st.stage + 1) <= G.num_ws  # cuts among the layers this stage uses
+    z, noise = seed_latents(G, batch.seeds, st.stage, CPU)
+    with torch.no_grad():
+        ws = G.styles(z, 1.0, seed_z(G, second, CPU), torch.tensor(cuts))
+        _, seg = G.synthesis(ws, st.stage, st.alpha, st.seg_level, noise)
+    torch.testing.assert_close(batch.probs, seg.softmax(1), atol=1e-5, rtol=0)
 
 
 def test_synthetic_targets_and_the_loss_they_give():
@@ -230,7 +265,12 @@ def test_resumed_streamed_run_ends_with_the_weights_of_an_uninterrupted_one(chec
 
 
 def test_stream_options_refuse_nonsense():
-    for bad in ({"psi_range": (1.0, 0.5)}, {"psi_range": (float("nan"), 1)}, {"class_rate": 0.5}):
+    for bad in (
+        {"psi_range": (1.0, 0.5)},
+        {"psi_range": (float("nan"), 1)},
+        {"class_rate": 0.5},
+        {"style_mixing": 1.5},
+    ):
         with pytest.raises(StylesegError):
             StreamOptions(**bad)
     assert np.isclose(StreamOptions(psi_range=[0.5, 1]).psi_range[0], 0.5)

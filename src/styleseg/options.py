@@ -102,6 +102,9 @@ class StreamOptions:
     the generator's own rate leaves)."""
     seed: int = 0
     """Which block of seeds the stream draws from."""
+    style_mixing: float = 0.0
+    """Share of pairs whose styles switch to a second latent's from a layer drawn per pair (StyleGAN's
+    mixing regularisation, at sampling time): more combinations of pose, shape and appearance."""
 
     def __post_init__(self) -> None:
         self.psi_range = tuple(float(v) for v in self.psi_range)
@@ -110,6 +113,8 @@ class StreamOptions:
             raise StylesegError(f"truncation range must be 0 <= low <= high <= 2, not {list(self.psi_range)}")
         if not 0 <= self.class_rate <= 1:
             raise StylesegError(f"class rate must be in [0, 1], not {self.class_rate}")
+        if not 0 <= self.style_mixing <= 1:
+            raise StylesegError(f"style mixing must be a share in [0, 1], not {self.style_mixing}")
         if self.class_rate > 0 and not self.classes:
             raise StylesegError("a class rate needs classes to target (--classes)")
 

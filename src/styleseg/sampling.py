@@ -1,5 +1,12 @@
 """Turning seeds into (image, mask) pairs: each sample is a pure function of its seed, so any
-sample can be regenerated alone, whatever batch it was generated in."""
+sample can be regenerated alone, whatever batch it was generated in.
+
+A seed is any integer in [0, 2**63). PyTorch's CPU generator (mt19937) keeps only the low 32 bits of
+the number it is seeded with, so seeds 2**32 apart would draw the same latent: `torch_seed` gives it a
+seed below 2**32 unchanged (every such sample keeps the latent it always had) and hashes a larger one
+onto 32 bits (both halves mixed). Distinct large seeds then collide only as random 32-bit numbers do:
+about one pair in a run of 90,000 pairs.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +18,21 @@ import torch
 from styleseg.data.pixels import to_uint8
 from styleseg.models.generator import Generator, GeneratorOutput
 from styleseg.models.layers import upsample2_smooth
+from styleseg.training.randomness import mix32
+
+LARGE_SEED_SALT = 0x9E3779B9
+"""Mixed into the hash of large seeds (keeps it apart from the stream's other hashes of a seed)."""
+
+
+def torch_seed(seed: int) -> int:
+    """The number PyTorch's generator is seeded with for sample seed `seed`: the seed itself below
+    2**32, else a 32-bit hash of all of it (a bijection of the low half for each high half)."""
+    seed = int(seed)
+    if not 0 <= seed < 2**63:
+        raise ValueError(f"a sample seed must be in [0, 2**63), not {seed}")
+    if seed < 2**32:
+        return seed
+    return mix32(mix32((seed & 0xFFFFFFFF) ^ LARGE_SEED_SALT) ^ (seed >> 32))
 
 
 def seed_latents(
@@ -19,7 +41,7 @@ def seed_latents(
     """z (B, z_dim) and per-layer noise for each seed, drawn from a generator seeded by it alone."""
     zs, noises = [], []
     for seed in seeds:
-        gen = torch.Generator().manual_seed(int(seed))
+        gen = torch.Generator().manual_seed(torch_seed(seed))
         zs.append(torch.randn(1, G.cfg.z_dim, generator=gen))
         noises.append(G.make_noise(1, stage, generator=gen, device=torch.device("cpu")))
     z = torch.cat(zs).to(device)
@@ -29,7 +51,7 @@ def seed_latents(
 
 def seed_z(G: Generator, seeds: Sequence[int], device: torch.device) -> torch.Tensor:
     """z (B, z_dim) of each seed alone: the same z as `seed_latents` (its first draw), without noise."""
-    z = [torch.randn(1, G.cfg.z_dim, generator=torch.Generator().manual_seed(int(seed))) for seed in seeds]
+    z = [torch.randn(1, G.cfg.z_dim, generator=torch.Generator().manual_seed(torch_seed(seed))) for seed in seeds]
     return torch.cat(z).to(device)
 
 

@@ -3,12 +3,15 @@ every step of a segmenter's training: no files, no pair seen twice, and the gene
 probabilities as soft targets.
 
 Pairs are a function of the step, so a run is reproducible and resumable: pair i of step t uses
-generator seed `seed_base(t) + i`, with seed_base(t) = STREAM_SEEDS + seed * 2**48 + t * 2**32, and
+generator seed `seed_base(t) + i`, with seed_base(t) = STREAM_SEEDS + seed * 2**48 + t * 2**32 (its
+latent from a 32-bit hash of it all, `sampling.torch_seed`: never the same within a step, and
+across steps as rarely as random 32-bit numbers meet), and
 a truncation ψ drawn uniformly from `psi_range` by a hash of its seed; any pair can be drawn again
-alone with `styleseg generate --seed S --truncation ψ`. With class targeting, a share of the slots
-(chosen by their position in the run, so exactly that share) must show one of the chosen classes
-(round robin); slot i's candidates are seeds seed_base(t) + (i + 1) * 2**24 onwards, screened in
-w-space and checked on the mask (`targeting.py`).
+alone with `styleseg generate --seed S --truncation ψ`. With `style_mixing`, a share of the pairs
+(again by the seed's hash) take their styles from a layer on from a second latent, seed + 2**62.
+With class targeting, a share of the slots (chosen by their position in the run, so exactly that
+share) must show one of the chosen classes (round robin); slot i's candidates are seeds
+seed_base(t) + (i + 1) * 2**24 onwards, screened in w-space and checked on the mask (`targeting.py`).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from styleseg.metrics.segmenter import autocast_for
 from styleseg.metrics.segmenter_train import SyntheticBatch
 from styleseg.models.load import LoadedGenerator, generator_digest
 from styleseg.options import StreamOptions
-from styleseg.sampling import seed_latents
+from styleseg.sampling import seed_latents, seed_z
 from styleseg.targeting import BANK_SEEDS, ClassTargeter, class_ids_for, shows, targeted_slot
 from styleseg.training.randomness import mix32
 
@@ -34,10 +37,27 @@ STREAM_SEEDS = 1 << 40
 """First seed of streamed pairs: above the seeds `generate` and `evaluate` use by default."""
 
 
+MIXING_SALT = 0x5EED_5EED
+"""Mixed into a seed's hash for its style-mixing draws, so they are independent of its ψ."""
+
+
+def seed_uniform(seeds: list[int], salt: int = 0) -> list[float]:
+    """A number in [0, 1) per seed from a hash of the seed (and salt) alone."""
+    return [mix32(mix32((s ^ salt) & 0xFFFFFFFF) ^ (s >> 32)) / 2**32 for s in seeds]
+
+
 def psi_for_seeds(seeds: list[int], low: float, high: float) -> torch.Tensor:
     """(n,) ψ of each seed, uniform in [low, high] from a hash of the seed alone."""
-    u = [mix32(mix32(s & 0xFFFFFFFF) ^ (s >> 32)) / 2**32 for s in seeds]
-    return low + (high - low) * torch.tensor(u, dtype=torch.float32)
+    return low + (high - low) * torch.tensor(seed_uniform(seeds), dtype=torch.float32)
+
+
+def mixing_for_seeds(seeds: list[int], share: float, layers: int) -> tuple[list[int], list[int]]:
+    """(second seeds, cuts) of style mixing among the `layers` style layers the synthesis uses: a seed
+    is mixed with probability `share` (by its hash), at a cut uniform in 1 .. layers - 1 (from a second
+    hash), with the latent of seed + 2**62; an unmixed seed's cut is `layers` (no layer switches)."""
+    u, v = seed_uniform(seeds, MIXING_SALT), seed_uniform(seeds, MIXING_SALT + 1)
+    cuts = [1 + int(b * (layers - 1)) if a < share else layers for a, b in zip(u, v)]
+    return [s + (1 << 62) for s in seeds], cuts
 
 
 class PairStream:
@@ -75,8 +95,13 @@ class PairStream:
     def _synthesize(self, seeds: list[int]):
         st = self.model.growth
         z, noise = seed_latents(self.G, seeds, st.stage, self.device)
+        mix_z = cut = None
+        if self.opts.style_mixing > 0:
+            layers = min(self.G.num_ws, 2 * (st.stage + 1))  # two style layers per stage grown so far
+            second, cuts = mixing_for_seeds(seeds, self.opts.style_mixing, layers)
+            mix_z, cut = seed_z(self.G, second, self.device), torch.tensor(cuts, device=self.device)
         with torch.inference_mode():
-            ws = self.G.styles(z, self.psi_of(seeds).to(self.device))  # the mapping in fp32: it is cheap
+            ws = self.G.styles(z, self.psi_of(seeds).to(self.device), mix_z, cut)  # the mapping in fp32: cheap
             with self.autocast:
                 img, seg = self.G.synthesis(ws, st.stage, st.alpha, st.seg_level, noise)
         return img.float(), seg.float()
@@ -109,13 +134,23 @@ class PairStream:
         return SyntheticBatch(images, seg.softmax(1).clone(), seeds)
 
     def describe(self) -> dict:
+        opts = asdict(self.opts)
+        if not opts["style_mixing"]:  # added later: streams without it keep their cache keys
+            del opts["style_mixing"]
         return {
             "generator": str(self.model.path),
             "generator_sha256_16": self.digest,
             "kimg": self.model.kimg,
-            **asdict(self.opts),
+            **opts,
             "seed_rule": "pair i of step t: seed 2**40 + seed * 2**48 + t * 2**32 + i; psi uniform in psi_range "
             "from a hash of the seed",
+            # before this rule, torch kept the low 32 bits of these seeds: every step redrew the same latents
+            "latent_rule": "z and noise from torch's generator seeded by sampling.torch_seed(seed)",
+            **(
+                {"mixing_rule": "probability style_mixing, from a layer in 1..(style layers used)-1, seed + 2**62"}
+                if self.opts.style_mixing
+                else {}
+            ),
             **({"targeting": self.targeter.describe(), "targeted_share": self.targeted_share} if self.targeter else {}),
         }
 

@@ -229,6 +229,14 @@ def add_stream_args(p) -> None:
         f"(default {','.join(f'{v:g}' for v in StreamOptions.psi_range)}; e.g. 1,1 for none)",
     )
     p.add_argument(
+        "--style-mixing",
+        type=float,
+        default=StreamOptions.style_mixing,
+        metavar="SHARE",
+        help="share of streamed pairs whose styles switch to a second latent's from a layer drawn per pair "
+        "(more combinations of pose and appearance; default 0)",
+    )
+    p.add_argument(
         "--targets",
         choices=SYNTHETIC_TARGETS,
         default=SegmenterConfig.synthetic_target,
@@ -262,7 +270,9 @@ def add_stream_args(p) -> None:
 def stream_options(args, seed: int = 0) -> StreamOptions:
     """StreamOptions from the options `add_stream_args` added."""
     classes, rate = class_target(args)
-    return StreamOptions(psi_range=args.truncation_range, classes=classes, class_rate=rate, seed=seed)
+    return StreamOptions(
+        psi_range=args.truncation_range, classes=classes, class_rate=rate, seed=seed, style_mixing=args.style_mixing
+    )
 
 
 def recipe(args) -> dict:
