@@ -24,15 +24,19 @@ LARGE_SEED_SALT = 0x9E3779B9
 """Mixed into the hash of large seeds (keeps it apart from the stream's other hashes of a seed)."""
 
 
+def seed_hash(seed: int, salt: int = 0) -> int:
+    """A 32-bit hash of a seed below 2**63 and a 32-bit salt: both halves of the seed mixed, a
+    bijection of the low half for each high half."""
+    return mix32(mix32((seed ^ salt) & 0xFFFFFFFF) ^ (seed >> 32))
+
+
 def torch_seed(seed: int) -> int:
     """The number PyTorch's generator is seeded with for sample seed `seed`: the seed itself below
-    2**32, else a 32-bit hash of all of it (a bijection of the low half for each high half)."""
+    2**32, else its 32-bit hash."""
     seed = int(seed)
     if not 0 <= seed < 2**63:
         raise ValueError(f"a sample seed must be in [0, 2**63), not {seed}")
-    if seed < 2**32:
-        return seed
-    return mix32(mix32((seed & 0xFFFFFFFF) ^ LARGE_SEED_SALT) ^ (seed >> 32))
+    return seed if seed < 2**32 else seed_hash(seed, LARGE_SEED_SALT)
 
 
 def seed_latents(

@@ -29,9 +29,8 @@ from styleseg.metrics.segmenter import autocast_for
 from styleseg.metrics.segmenter_train import SyntheticBatch
 from styleseg.models.load import LoadedGenerator, generator_digest
 from styleseg.options import StreamOptions
-from styleseg.sampling import seed_latents, seed_z
+from styleseg.sampling import seed_hash, seed_latents, seed_z
 from styleseg.targeting import BANK_SEEDS, ClassTargeter, class_ids_for, shows, targeted_slot
-from styleseg.training.randomness import mix32
 
 STREAM_SEEDS = 1 << 40
 """First seed of streamed pairs: above the seeds `generate` and `evaluate` use by default."""
@@ -43,7 +42,7 @@ MIXING_SALT = 0x5EED_5EED
 
 def seed_uniform(seeds: list[int], salt: int = 0) -> list[float]:
     """A number in [0, 1) per seed from a hash of the seed (and salt) alone."""
-    return [mix32(mix32((s ^ salt) & 0xFFFFFFFF) ^ (s >> 32)) / 2**32 for s in seeds]
+    return [seed_hash(s, salt) / 2**32 for s in seeds]
 
 
 def psi_for_seeds(seeds: list[int], low: float, high: float) -> torch.Tensor:
