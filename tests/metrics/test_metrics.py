@@ -83,6 +83,7 @@ def test_precision_recall_see_a_dropped_mode_and_a_perfect_sample():
     same = rng.normal(size=(800, 8)) + modes[rng.integers(0, 2, 800)]
     one_mode = rng.normal(size=(800, 8)) + modes[0]
     perfect, dropped = precision_recall(real, same), precision_recall(real, one_mode)
+    assert precision_recall(real, same, chunk=37) == perfect  # chunked comparisons give the same figures
     assert perfect["precision"] > 0.8 and perfect["recall"] > 0.8 and perfect["coverage"] > 0.8
     assert 0.8 < perfect["density"] < 1.2
     assert dropped["precision"] > 0.8  # what it draws is realistic ...

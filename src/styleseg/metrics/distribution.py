@@ -89,28 +89,37 @@ def _pairwise(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sqrt(np.maximum(sq, 0))
 
 
-def _knn_radii(x: np.ndarray, k: int) -> np.ndarray:
-    """Distance from each row of x to its k-th nearest other row."""
-    d = _pairwise(x, x)
-    return np.partition(d, k, axis=1)[:, k]  # column 0 is the row itself (distance 0)
+def _knn_radii(x: np.ndarray, k: int, chunk: int = 1024) -> np.ndarray:
+    """Distance from each row of x to its k-th nearest other row (rows in chunks: memory N x chunk)."""
+    # column 0 of a sorted row is the row itself (distance 0)
+    return np.concatenate(
+        [np.partition(_pairwise(x[i : i + chunk], x), k, axis=1)[:, k] for i in range(0, len(x), chunk)]
+    )
 
 
-def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> dict[str, float]:
+def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3, chunk: int = 1024) -> dict[str, float]:
     """Improved precision and recall (Kynkäänniemi et al. 2019) and density and coverage (Naeem et
     al. 2020) of feature sets real (N, D) and fake (M, D), each set's manifold the union of balls
     reaching every sample's k-th nearest neighbour. precision: share of fakes inside the real
     manifold (are they realistic?); recall: share of reals inside the fake manifold (is every kind of
     real sample drawn?); density: real balls containing a fake, per fake, over k (1 on average for
-    a perfect generator, robust to real outliers); coverage: share of reals whose ball holds a fake."""
+    a perfect generator, robust to real outliers); coverage: share of reals whose ball holds a fake.
+    Fakes are compared in chunks, so memory stays N x chunk whatever M."""
     if min(len(real), len(fake)) <= k:
         raise ValueError(f"precision/recall with k={k} needs more than {k} samples per set ({len(real)}, {len(fake)})")
-    r_real, r_fake = _knn_radii(real, k), _knn_radii(fake, k)
-    d = _pairwise(real, fake)  # (N, M)
-    inside_real = d <= r_real[:, None]  # fake j inside real i's ball
+    r_real, r_fake = _knn_radii(real, k, chunk), _knn_radii(fake, k, chunk)
+    precise, balls = np.zeros(len(fake), bool), np.zeros(len(fake))
+    recalled, nearest = np.zeros(len(real), bool), np.full(len(real), np.inf)
+    for j in range(0, len(fake), chunk):
+        d = _pairwise(real, fake[j : j + chunk])  # (N, chunk)
+        inside_real = d <= r_real[:, None]  # fake inside real i's ball
+        precise[j : j + chunk], balls[j : j + chunk] = inside_real.any(0), inside_real.sum(0)
+        recalled |= (d <= r_fake[None, j : j + chunk]).any(1)
+        nearest = np.minimum(nearest, d.min(1))
     return {
-        "precision": float(inside_real.any(0).mean()),
-        "recall": float((d <= r_fake[None]).any(1).mean()),
-        "density": float(inside_real.sum(0).mean() / k),
-        "coverage": float((d.min(1) <= r_real).mean()),
+        "precision": float(precise.mean()),
+        "recall": float(recalled.mean()),
+        "density": float(balls.mean() / k),
+        "coverage": float((nearest <= r_real).mean()),
         "k": k,
     }
