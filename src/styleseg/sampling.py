@@ -18,16 +18,10 @@ import torch
 from styleseg.data.pixels import to_uint8
 from styleseg.models.generator import Generator, GeneratorOutput
 from styleseg.models.layers import upsample2_smooth
-from styleseg.training.randomness import mix32
+from styleseg.seedhash import seed_hash
 
 LARGE_SEED_SALT = 0x9E3779B9
 """Mixed into the hash of large seeds (keeps it apart from the stream's other hashes of a seed)."""
-
-
-def seed_hash(seed: int, salt: int = 0) -> int:
-    """A 32-bit hash of a seed below 2**63 and a 32-bit salt: both halves of the seed mixed, a
-    bijection of the low half for each high half."""
-    return mix32(mix32((seed ^ salt) & 0xFFFFFFFF) ^ (seed >> 32))
 
 
 def torch_seed(seed: int) -> int:

@@ -29,7 +29,8 @@ from styleseg.metrics.segmenter import autocast_for
 from styleseg.metrics.segmenter_train import SyntheticBatch
 from styleseg.models.load import LoadedGenerator, generator_digest
 from styleseg.options import StreamOptions
-from styleseg.sampling import seed_hash, seed_latents, seed_z
+from styleseg.sampling import seed_latents, seed_z
+from styleseg.seedhash import seed_hash
 from styleseg.targeting import BANK_SEEDS, ClassTargeter, class_ids_for, shows, targeted_slot
 
 STREAM_SEEDS = 1 << 40

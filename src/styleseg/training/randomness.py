@@ -27,19 +27,11 @@ import math
 
 import torch
 
-_MASK = 0xFFFFFFFF
-_ODD = (0x7FEB352D, 0x2C1B3C6D)  # odd multipliers below 2**31: a 32-bit value times one fits an int64
+from styleseg.seedhash import MASK32, mix32
+
 _SPREAD = 0x61C88647  # odd, below 2**31 (the golden ratio's 32-bit Weyl step, negated)
 PER_SAMPLE_GENERATOR = 1024
 """On a CPU: numbers per sample from which a draw seeds the generator per sample instead of hashing."""
-
-
-def mix32(x):
-    """A 32-bit value (Python int or int64 tensor of values in [0, 2**32)) -> its hash, same type."""
-    for odd in _ODD:
-        x = x ^ (x >> 16)
-        x = (x * odd) & _MASK
-    return x ^ (x >> 15)
 
 
 def per_sample_threshold(device: torch.device) -> float:
@@ -57,7 +49,7 @@ class CounterRandom:
         device: torch.device | str = "cpu",
         per_sample_from: float | None = None,
     ):
-        self.seed, self.rank, self.world_size, self.device = seed & _MASK, rank, world_size, torch.device(device)
+        self.seed, self.rank, self.world_size, self.device = seed & MASK32, rank, world_size, torch.device(device)
         self._generator = torch.Generator(self.device)
         self.per_sample_from = per_sample_threshold(self.device) if per_sample_from is None else per_sample_from
         """Numbers per sample from which a draw seeds the generator per sample (infinite: never)."""
@@ -70,14 +62,14 @@ class CounterRandom:
     def _next_key(self) -> int:
         """A key for the next draw of this step, the same on every rank (host integers only)."""
         self.draws += 1
-        return mix32(mix32(mix32(self.seed) ^ (self.step & _MASK)) ^ self.draws)
+        return mix32(mix32(mix32(self.seed) ^ (self.step & MASK32)) ^ self.draws)
 
     def _bits(self, key: int, batch: int, shape: tuple[int, ...]) -> torch.Tensor:
         """int64 (batch, *shape) of 32-bit hashes of (key, global sample index, element index)."""
         per = math.prod(shape)
         first, end = self.rank * batch * per, (self.rank + 1) * batch * per
         counter = torch.arange(first, end, device=self.device, dtype=torch.int64)
-        x = ((counter & _MASK) * _SPREAD + key) & _MASK
+        x = ((counter & MASK32) * _SPREAD + key) & MASK32
         if end > 2**32:  # counters past 32 bits (a global batch of billions of numbers): mix in the rest
             x = mix32(x) ^ (counter >> 32)
         return mix32(x).view(batch, *shape)
