@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.linalg
+from scipy.spatial.distance import cdist
 
 
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -82,19 +83,10 @@ def reduced_frechet(
     return frechet_distance((a - mean) @ basis, (b - mean) @ basis), dims
 
 
-def _pairwise(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(len(a), len(b)) Euclidean distances, in float64."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None] - 2 * a @ b.T
-    return np.sqrt(np.maximum(sq, 0))
-
-
 def _knn_radii(x: np.ndarray, k: int, chunk: int = 1024) -> np.ndarray:
     """Distance from each row of x to its k-th nearest other row (rows in chunks: memory N x chunk)."""
     # column 0 of a sorted row is the row itself (distance 0)
-    return np.concatenate(
-        [np.partition(_pairwise(x[i : i + chunk], x), k, axis=1)[:, k] for i in range(0, len(x), chunk)]
-    )
+    return np.concatenate([np.partition(cdist(x[i : i + chunk], x), k, axis=1)[:, k] for i in range(0, len(x), chunk)])
 
 
 def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3, chunk: int = 1024) -> dict[str, float]:
@@ -111,7 +103,7 @@ def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3, chunk: int 
     precise, balls = np.zeros(len(fake), bool), np.zeros(len(fake))
     recalled, nearest = np.zeros(len(real), bool), np.full(len(real), np.inf)
     for j in range(0, len(fake), chunk):
-        d = _pairwise(real, fake[j : j + chunk])  # (N, chunk)
+        d = cdist(real, fake[j : j + chunk])  # (N, chunk)
         inside_real = d <= r_real[:, None]  # fake inside real i's ball
         precise[j : j + chunk], balls[j : j + chunk] = inside_real.any(0), inside_real.sum(0)
         recalled |= (d <= r_fake[None, j : j + chunk]).any(1)
