@@ -164,10 +164,10 @@ def cmd_fit(args) -> None:
 def cmd_train(args, rest: list[str]) -> None:
     """`styleseg segmenter train REST` with the streamed pairs' targets from the fitted head or the
     teacher (`--mix m`: probabilities m x those + (1 - m) x the generator's own)."""
-    from styleseg import stream
     from styleseg.cli.main import main as styleseg_main
     from styleseg.data.pixels import quantize
     from styleseg.metrics.segmenter import load_segmenter
+    from styleseg.stream import PairStream
 
     if args.teacher:
         teacher = load_segmenter(Path(args.teacher), torch.device("cpu"))[0].eval()
@@ -177,29 +177,28 @@ def cmd_train(args, rest: list[str]) -> None:
         source = {"label_head": f"head-b{args.balance}"}
     heads = {}
 
-    def synthesize(self, seeds):
-        st = self.model.growth
-        z, noise = stream.seed_latents(self.G, seeds, st.stage, self.device)
-        with torch.inference_mode():
-            ws = self.G.styles(z, self.psi_of(seeds).to(self.device))
+    class RelabelledStream(PairStream):
+        """The stream's pairs (latents, ψ, style mixing, targeting alike), read by the teacher or the head."""
+
+        def relabel(self, img, seg, ws, noise):
+            st = self.model.growth
             if args.teacher:  # the teacher reads the image as the segmenter will see it (8-bit)
-                img, seg = self.G.synthesis(ws, st.stage, st.alpha, st.seg_level, noise)
                 with self.autocast:
                     new = teacher.to(img.device)(quantize(img)).float().softmax(1)
             else:
-                img, seg, f = synthesis_features(self.G, ws, st.stage, st.seg_level, noise)
+                _, _, f = synthesis_features(self.G, ws, st.stage, st.seg_level, noise)
                 if "h" not in heads:
                     h = PixelMLP(f.shape[1], seg.shape[1])
                     h.load_state_dict(saved["state"])
                     heads["h"] = h.eval()
                 new = heads["h"]((f - saved["mean"]) / saved["std"]).softmax(1)
             probs = new * args.mix + seg.softmax(1) * (1 - args.mix)
-        return img.float(), probs.clamp_min(1e-8).log()
+            return probs.clamp_min(1e-8).log()
 
-    describe = stream.PairStream.describe
-    stream.PairStream._synthesize = synthesize
-    stream.PairStream.describe = lambda self: {**describe(self), **source, "mix": args.mix}
-    raise SystemExit(styleseg_main(["segmenter", "train", *rest]))
+        def describe(self):  # a cache key of its own: never mistaken for the generator's own masks
+            return {**super().describe(), **source, "mix": args.mix}
+
+    raise SystemExit(styleseg_main(["segmenter", "train", *rest], overrides={"stream_type": RelabelledStream}))
 
 
 def main() -> None:

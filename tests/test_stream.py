@@ -290,3 +290,32 @@ def test_segmenter_train_records_the_blind_classes_auto_finds(checkpoint, prepar
     assert "say nothing about (--synthetic-blind auto)" in capsys.readouterr().out
     assert main([*argv, "--out", str(tmp_path / "r"), "--synthetic-blind", "auto"]) == 2  # no --generator
     assert "need --generator" in capsys.readouterr().err
+
+
+class _OneClassStream(PairStream):
+    """A stream that reads every pair as class 1: what a relabelling stream looks like."""
+
+    def relabel(self, img, seg, ws, noise):
+        logits = torch.full_like(seg, -20.0)
+        logits[:, 1] = 20.0
+        return logits
+
+    def describe(self):
+        return {**super().describe(), "relabelled": "class 1"}
+
+
+def test_a_stream_subclass_relabels_the_pairs_and_segmenter_train_uses_it(checkpoint, prepared_tiny, tmp_path):
+    import json
+
+    from styleseg.cli.main import main
+
+    own = PairStream(load_generator(checkpoint, CPU), StreamOptions(psi_range=(1, 1)), CPU, dtype="fp32")
+    other = _OneClassStream(load_generator(checkpoint, CPU), StreamOptions(psi_range=(1, 1)), CPU, dtype="fp32")
+    a, b = own.draw(0, 2), other.draw(0, 2)
+    assert torch.equal(a.images, b.images) and a.seeds == b.seeds  # the same pairs ...
+    assert (b.probs.argmax(1) == 1).all() and not (a.probs.argmax(1) == 1).all()  # ... read another way
+    argv = ["segmenter", "train", "--data", str(prepared_tiny), "--cache", str(tmp_path / "c"), "--device", "cpu"]
+    argv += ["--max-steps", "2", "--width", "4", "--generator", str(checkpoint), "--out", str(tmp_path / "s")]
+    assert main(argv, overrides={"stream_type": _OneClassStream}) == 0
+    record = json.loads((tmp_path / "s" / "segmenter.json").read_text())
+    assert record["synthetic"]["relabelled"] == "class 1"

@@ -12,6 +12,9 @@ alone with `styleseg generate --seed S --truncation ψ`. With `style_mixing`, a 
 With class targeting, a share of the slots (chosen by their position in the run, so exactly that
 share) must show one of the chosen classes (round robin); slot i's candidates are seeds
 seed_base(t) + (i + 1) * 2**24 onwards, screened in w-space and checked on the mask (`targeting.py`).
+With style mixing as well, the screen sees a candidate's first latent only; its bank is drawn through
+this stream, mixed as the pairs are, so it ranks by what a mixed pair shows (a weaker screen, never
+a wrong label: the mask still decides).
 """
 
 from __future__ import annotations
@@ -104,7 +107,14 @@ class PairStream:
             ws = self.G.styles(z, self.psi_of(seeds).to(self.device), mix_z, cut)  # the mapping in fp32: cheap
             with self.autocast:
                 img, seg = self.G.synthesis(ws, st.stage, st.alpha, st.seg_level, noise)
+            seg = self.relabel(img.float(), seg.float(), ws, noise)
         return img.float(), seg.float()
+
+    def relabel(self, img: torch.Tensor, seg: torch.Tensor, ws: torch.Tensor, noise) -> torch.Tensor:
+        """(n, K, H, W) the logits of the masks the pairs teach with: the generator's own mask head.
+        A stream that reads its pairs another way (a teacher segmenter, a head on the synthesis
+        features: scripts/relabelled-stream.py) overrides this and adds what it is to `describe`."""
+        return seg
 
     def class_ids(self, seeds: list[int]) -> torch.Tensor:
         """(n, H, W) the class ids of those seeds' masks (for the targeter)."""

@@ -168,7 +168,8 @@ def register(sub) -> None:
         "(progressive resizing: the network is fully convolutional); its budget is added to this one's",
     )
     add_device_arg(t)
-    t.set_defaults(func=cmd_seg_train)
+    # stream_type: a PairStream subclass a script may set (scripts/relabelled-stream.py); None is PairStream
+    t.set_defaults(func=cmd_seg_train, stream_type=None)
     e = s.add_parser("eval", help="mIoU, per-class IoU and pixel accuracy of a trained segmenter")
     e.add_argument("--ckpt", required=True, help="folder written by `segmenter train`")
     add_data_arg(e, "prepared dataset to score on (default: $STYLESEG_DATA)")

@@ -48,9 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, overrides: dict | None = None) -> int:
+    """Run one command. `overrides`: parsed arguments that a script extending a command sets in code
+    rather than on the command line (e.g. `stream_type` of `segmenter train`)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    for name, value in (overrides or {}).items():
+        setattr(args, name, value)
     args.run_command = main  # for commands made of other commands (demo), without importing this module
     try:
         return int(args.func(args) or 0)
