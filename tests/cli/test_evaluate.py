@@ -343,13 +343,15 @@ def test_evaluate_upsample_scores_a_smaller_model_at_the_datas_resolution(checkp
     assert json.loads((tmp_path / "s" / "generated" / "generation.json").read_text())["upsample"] == 1
 
 
-def test_evaluate_refuses_blind_classes_without_a_stream_or_unknown_before_writing(
+def test_evaluate_refuses_blind_classes_without_a_stream_or_unknown_and_an_unused_stream_before_writing(
     checkpoint, prepared_tiny, tmp_path, capsys
 ):
     argv = ["evaluate", "--ckpt", str(checkpoint), "--data", str(prepared_tiny), "--out", str(tmp_path / "e")]
     argv += ["--n", "4", "--cache", str(tmp_path / "c"), "--device", "cpu", "--regimes", "none"]
     assert main([*argv, "--synthetic-blind", "auto"]) == 2
     assert "need --stream" in capsys.readouterr().err
-    assert main([*argv, "--stream", "--synthetic-blind", "cape"]) == 2
+    assert main([*argv, "--stream", "--synthetic-blind", "auto"]) == 2  # a stream no regime would use
+    assert "--regimes none measures none" in capsys.readouterr().err
+    assert main([*argv, "--stream", "--synthetic-blind", "cape", "--regimes", "streamed"]) == 2
     assert "unknown classes ['cape']" in capsys.readouterr().err
     assert not (tmp_path / "e").exists() and not (tmp_path / "c").exists()  # refused before any work

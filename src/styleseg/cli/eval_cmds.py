@@ -299,6 +299,8 @@ def cmd_evaluate(args) -> int:
         raise StylesegError(
             "--synthetic-on-top and --synthetic-blind change the streamed regimes only: they need --stream"
         )
+    if args.stream and args.regimes == "none":
+        raise StylesegError("--stream adds streamed usefulness regimes and --regimes none measures none: leave one out")
     stream = stream_options(args) if args.stream else None
     opts = EvalOptions(
         stream=stream,
@@ -372,7 +374,8 @@ def cmd_seg_train(args) -> int:
         raise StylesegError("--synthetic-first, --synthetic-on-top, --synthetic-blind and --classes need --generator")
     stream = None
     if args.generator is not None:
-        stream = PairStream(load_generator_spec(args.generator, device), stream_options(args, args.seed), device)
+        stream_type = args.stream_type or PairStream
+        stream = stream_type(load_generator_spec(args.generator, device), stream_options(args, args.seed), device)
         check_stream_fits(stream, ds)
         if stream.targeter is not None:
             print(f"class-targeted sampling: {json.dumps(stream.targeter.describe())}")
