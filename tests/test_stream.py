@@ -169,6 +169,10 @@ def test_class_targeted_sampling_reaches_its_rate(model):
     target = next(names[c + 1] for c in torch.argsort((seen - 0.15).abs()).tolist() if 0.05 < seen[c] < 0.4)
     stream = PairStream(model, StreamOptions(classes=[target], class_rate=0.6), CPU, dtype="fp32")
     assert stream.targeter.any_rate < 0.5 and 0 < stream.targeted_share < 1
+    # the description keys the segmenter cache: the same stream built again must give the same key,
+    # or an interrupted class-targeted run could never resume (it once held the fit's seconds)
+    again = PairStream(model, StreamOptions(classes=[target], class_rate=0.6), CPU, dtype="fp32")
+    assert again.describe() == stream.describe()
     measured = rate_check(stream, steps=40, n=8)
     assert abs(measured[target] - 0.6) < 0.08, measured
     plain = rate_check(PairStream(model, StreamOptions(), CPU, dtype="fp32"), steps=10, n=8)

@@ -157,13 +157,13 @@ class ClassTargeter:
         return Candidates([int(s) for s in found], syntheses, screened)
 
     def describe(self) -> dict:
+        """What the targeter is (it keys the segmenter cache, so no timings: see `fit_seconds`)."""
         return {
             "classes": self.names,
             "min_fraction": self.min_fraction,
             "bank": self.bank_size,
             "base_rate": {n: round(float(r), 4) for n, r in zip(self.names, self.base_rate)},
             "any_rate": round(self.any_rate, 4),
-            "fit_seconds": round(self.fit_seconds, 2),
         }
 
 

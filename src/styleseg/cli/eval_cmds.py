@@ -378,7 +378,8 @@ def cmd_seg_train(args) -> int:
         stream = stream_type(load_generator_spec(args.generator, device), stream_options(args, args.seed), device)
         check_stream_fits(stream, ds)
         if stream.targeter is not None:
-            print(f"class-targeted sampling: {json.dumps(stream.targeter.describe())}")
+            about = {**stream.targeter.describe(), "fit_seconds": round(stream.targeter.fit_seconds, 2)}
+            print(f"class-targeted sampling: {json.dumps(about)}")
     blind = blind_class_ids(args.synthetic_blind, stream)
     cfg = SegmenterConfig(
         num_classes=ds.class_map.num_classes,
