@@ -107,8 +107,9 @@ class PairStream:
             ws = self.G.styles(z, self.psi_of(seeds).to(self.device), mix_z, cut)  # the mapping in fp32: cheap
             with self.autocast:
                 img, seg = self.G.synthesis(ws, st.stage, st.alpha, st.seg_level, noise)
-            seg = self.relabel(img.float(), seg.float(), ws, noise)
-        return img.float(), seg.float()
+            img = img.float()  # once: under bf16 autocast each .float() is a copy
+            seg = self.relabel(img, seg.float(), ws, noise).float()
+        return img, seg
 
     def relabel(self, img: torch.Tensor, seg: torch.Tensor, ws: torch.Tensor, noise) -> torch.Tensor:
         """(n, K, H, W) the logits of the masks the pairs teach with: the generator's own mask head.
