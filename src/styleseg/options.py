@@ -28,7 +28,8 @@ class SegmenterConfig:
     eval_every: int = 100
     """Score the selection half of validation every N steps."""
     patience: int = 4
-    """Stop after this many scores without a new best (the best weights are kept)."""
+    """Stop after this many scores without a new best (the best weights are kept); 0: never stop
+    early, run to max_steps (the cosine schedule's learning rate then reaches zero) and keep the best."""
     batch: int = 32
     lr: float = 3e-3
     weight_decay: float = 1e-4
@@ -212,6 +213,8 @@ class EvalOptions:
     """Rare-class oversampling of every segmenter trained here (see SegmenterConfig)."""
     weight_ema: float = 0.0
     """Weight averaging of every segmenter trained here (see SegmenterConfig)."""
+    patience: int = 4
+    """Early stopping of every segmenter trained here (see SegmenterConfig; 0: none)."""
     inception_weights: str | None = None
     real_subset: list[int] | None = None
     """Fixed real samples for the 'N real' regimes (N = their count), the same for every seed: e.g.
@@ -247,6 +250,7 @@ class EvalOptions:
             dice_weight=self.dice_weight,
             repeat_threshold=self.repeat_threshold,
             weight_ema=self.weight_ema,
+            patience=self.patience,
             synthetic_share=self.mix,
             synthetic_on_top=self.stream_on_top,
             synthetic_target=self.synthetic_target,

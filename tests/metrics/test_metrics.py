@@ -472,3 +472,22 @@ def test_a_class_the_generator_never_draws_counts_zero_not_out_of_the_mean():
     assert miou_over(generated.sum(0), scored) == pytest.approx(2 / 3)  # ... the ceiling's classes keep it
     assert miou_over(generated.sum(0), np.array([True, True, False])) == 1.0  # a class nobody scores is out
     assert agreement_interval(generated, real, draws=50, seed=0)["miou"] == pytest.approx([2 / 3, 2 / 3], abs=1e-4)
+
+
+def test_patience_zero_runs_the_whole_budget_and_keeps_the_best(tmp_path):
+    from styleseg.data.store import PreparedDataset
+    from styleseg.metrics.segmenter import validation_halves
+    from styleseg.metrics.segmenter_train import train_segmenter
+    from styleseg.options import SegmenterConfig
+
+    _store(tmp_path, *_task(80, 16, 16, 0, learnable=False))
+    ds = PreparedDataset(tmp_path)
+    cfg = SegmenterConfig(
+        num_classes=3, width=4, max_steps=60, eval_every=10, batch=8, augment=False, dtype="fp32", patience=0
+    )
+    _, budget = train_segmenter(
+        [(ds, ds.indices("train"))], cfg, torch.device("cpu"), (ds, validation_halves(ds)[0]), log=lambda *_: None
+    )
+    # random labels: no trend to follow, yet no early stop; the best of the six scores is kept
+    assert budget["steps"] == 60
+    assert budget["best_step"] in range(10, 61, 10)

@@ -203,6 +203,14 @@ def add_recipe_args(p, who: str) -> None:
         help=f"{who}: score and keep a moving average of the weights with this decay per step "
         "(e.g. 0.99; default 0: off)",
     )
+    p.add_argument(
+        "--patience",
+        type=int,
+        default=SegmenterConfig.patience,
+        metavar="N",
+        help=f"{who}: stop after N validation scores without a new best (default {SegmenterConfig.patience}); "
+        "0: run to --max-steps and keep the best",
+    )
 
 
 def add_cache_arg(p) -> None:
@@ -278,7 +286,14 @@ def stream_options(args, seed: int = 0) -> StreamOptions:
 
 def recipe(args) -> dict:
     """The options `add_recipe_args` added, as SegmenterConfig / EvalOptions fields."""
-    return {"dice_weight": args.dice_weight, "repeat_threshold": args.repeat_threshold, "weight_ema": args.weight_ema}
+    if args.patience < 0:
+        raise StylesegError(f"--patience must be 0 (never stop early) or more, not {args.patience}")
+    return {
+        "dice_weight": args.dice_weight,
+        "repeat_threshold": args.repeat_threshold,
+        "weight_ema": args.weight_ema,
+        "patience": args.patience,
+    }
 
 
 def cmd_evaluate(args) -> int:
