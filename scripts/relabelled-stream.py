@@ -45,6 +45,15 @@ from styleseg.options import ProjectOptions
 from styleseg.project import discriminator_of, fixed_noise, project, to_tensor
 
 
+def stacked(feats: list[torch.Tensor], size) -> torch.Tensor:
+    """(B, C, H, W): the blocks' outputs up-sampled to the output size and stacked (in fp32)."""
+    up = [
+        F.interpolate(f.float(), size=size, mode="bilinear", align_corners=False) if f.shape[-2:] != size else f.float()
+        for f in feats
+    ]
+    return torch.cat(up, 1)
+
+
 def synthesis_features(G, ws, stage, seg_level, noise) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(img, seg logits, features (B, C, H, W)): every block's output up-sampled to the output size."""
     feats = []
@@ -54,11 +63,7 @@ def synthesis_features(G, ws, stage, seg_level, noise) -> tuple[torch.Tensor, to
     finally:
         for h in hooks:
             h.remove()
-    size = img.shape[-2:]
-    up = [
-        F.interpolate(f, size=size, mode="bilinear", align_corners=False) if f.shape[-2:] != size else f for f in feats
-    ]
-    return img, seg, torch.cat(up, 1)
+    return img, seg, stacked(feats, img.shape[-2:])
 
 
 def cmd_project(args) -> None:
@@ -174,19 +179,28 @@ def cmd_train(args, rest: list[str]) -> None:
         source = {"teacher": str(args.teacher)}
     else:
         saved = torch.load(Path(args.out) / f"head-b{args.balance}.pt", weights_only=False)
-        source = {"label_head": f"head-b{args.balance}"}
+        # read from the pass that drew the pairs (under the stream's dtype), not a second fp32 pass
+        source = {"label_head": f"head-b{args.balance}", "features": "drawing pass"}
     heads = {}
 
     class RelabelledStream(PairStream):
         """The stream's pairs (latents, ψ, style mixing, targeting alike), read by the teacher or the head."""
 
+        def __init__(self, model, *rest, **kw):
+            self.features: list[torch.Tensor] = []
+            if not args.teacher:  # the head reads the features of the very pass that drew the pairs
+                blocks = model.G.blocks[: model.growth.stage + 1]
+                blocks[0].register_forward_pre_hook(lambda m, i: self.features.clear())
+                for blk in blocks:
+                    blk.register_forward_hook(lambda m, i, o: self.features.append(o))
+            super().__init__(model, *rest, **kw)  # fits the targeter, if any, through relabel
+
         def relabel(self, img, seg, ws, noise):
-            st = self.model.growth
             if args.teacher:  # the teacher reads the image as the segmenter will see it (8-bit)
                 with self.autocast:
                     new = teacher.to(img.device)(quantize(img)).float().softmax(1)
             else:
-                _, _, f = synthesis_features(self.G, ws, st.stage, st.seg_level, noise)
+                f = stacked(self.features, img.shape[-2:])
                 if "h" not in heads:
                     h = PixelMLP(f.shape[1], seg.shape[1])
                     h.load_state_dict(saved["state"])
