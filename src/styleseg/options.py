@@ -79,6 +79,8 @@ class SegmenterConfig:
             )
         if not 0 <= self.synthetic_share <= 1:
             raise StylesegError(f"synthetic share must be in [0, 1], not {self.synthetic_share}")
+        if self.patience < 0:
+            raise StylesegError(f"patience must be 0 (never stop early) or more, not {self.patience}")
         if self.synthetic_on_top and self.synthetic_share >= 1:
             raise StylesegError("synthetic pairs on top of the real batch need a share below 1")
         if self.synthetic_target not in SYNTHETIC_TARGETS:

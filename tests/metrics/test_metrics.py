@@ -491,3 +491,11 @@ def test_patience_zero_runs_the_whole_budget_and_keeps_the_best(tmp_path):
     # random labels: no trend to follow, yet no early stop; the best of the six scores is kept
     assert budget["steps"] == 60
     assert budget["best_step"] in range(10, 61, 10)
+
+
+def test_a_negative_patience_is_refused():
+    from styleseg.errors import StylesegError
+    from styleseg.options import SegmenterConfig
+
+    with pytest.raises(StylesegError, match="patience must be 0"):
+        SegmenterConfig(num_classes=3, patience=-1)
