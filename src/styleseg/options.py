@@ -70,6 +70,10 @@ class SegmenterConfig:
     """fp32 | bf16 | auto (bf16 on GPUs and on CPUs with bf16 instructions)."""
     seed: int = 0
 
+    def out_of_patience(self, stale: int) -> bool:
+        """Whether `stale` scores without a new best end training (never with patience 0)."""
+        return self.patience > 0 and stale >= self.patience
+
     def __post_init__(self) -> None:
         self.synthetic_blind = tuple(sorted(int(c) for c in self.synthetic_blind))  # JSON gives a list
         if any(not 0 < c < self.num_classes for c in self.synthetic_blind):

@@ -123,7 +123,7 @@ CASES = [
     ("segmenter-labels-0", lambda t, c, p: (["segmenter", "train", "--data", p, "--labels", "0", "--out", t / "sg",
      "--cache", t / "sc"], [t / "sg", t / "sc"]), "--labels must be in 1.."),
     ("segmenter-patience-negative", lambda t, c, p: (["segmenter", "train", "--data", p, "--patience", "-1",
-     "--out", t / "sg", "--cache", t / "sc"], [t / "sg", t / "sc"]), "--patience must be 0 (never stop early)"),
+     "--out", t / "sg", "--cache", t / "sc"], [t / "sg", t / "sc"]), "argument --patience: must be at least 0, not -1"),
 ]  # fmt: skip
 
 

@@ -16,6 +16,7 @@ from styleseg.cli.common import (
     folder_arg,
     load_generator_spec,
     load_model_arg,
+    nonnegative_int,
     resolve_data,
 )
 from styleseg.errors import StylesegError
@@ -205,7 +206,7 @@ def add_recipe_args(p, who: str) -> None:
     )
     p.add_argument(
         "--patience",
-        type=int,
+        type=nonnegative_int,
         default=SegmenterConfig.patience,
         metavar="N",
         help=f"{who}: stop after N validation scores without a new best (default {SegmenterConfig.patience}); "
@@ -286,8 +287,6 @@ def stream_options(args, seed: int = 0) -> StreamOptions:
 
 def recipe(args) -> dict:
     """The options `add_recipe_args` added, as SegmenterConfig / EvalOptions fields."""
-    if args.patience < 0:
-        raise StylesegError(f"--patience must be 0 (never stop early) or more, not {args.patience}")
     return {
         "dice_weight": args.dice_weight,
         "repeat_threshold": args.repeat_threshold,

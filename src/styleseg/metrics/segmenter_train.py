@@ -334,7 +334,7 @@ def train_segmenter(
     autocast = autocast_for(cfg.dtype, device)
     scored = model if averaged is None else averaged.module
     session_start, seconds_before = time.perf_counter(), run.seconds
-    done = cfg.patience > 0 and run.stale >= cfg.patience
+    done = cfg.out_of_patience(run.stale)
     while run.step < cfg.max_steps and not done:
         step = run.step + 1
         model.train()
@@ -384,7 +384,7 @@ def train_segmenter(
                 f"  segmenter step {step}: loss {loss.item():.3f}, selection mIoU {miou:.3f} "
                 f"(best {run.best['miou']:.3f} at {run.best['step']}; {run.seconds:.0f} s{generator_note})"
             )
-            done = cfg.patience > 0 and run.stale >= cfg.patience
+            done = cfg.out_of_patience(run.stale)
         if checkpoint is not None and (step % checkpoint_every == 0 or done or step == cfg.max_steps):
             run.save(checkpoint)
     if run.best["state"] is not None:
