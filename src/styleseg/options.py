@@ -196,7 +196,7 @@ class EvalOptions:
     """Segmenter seeds per usefulness regime (at least 3 for an interval worth reading)."""
     low_labels: list[int] = field(default_factory=lambda: [50])
     """The N of the 'N real' regimes."""
-    mix: float = 0.5
+    mix: float = SegmenterConfig.synthetic_share
     """Fraction of each batch drawn from generated pairs when real and generated data are combined."""
     filter_keep: float | None = None
     """Also run the generated regimes on the best-agreeing fraction of generated pairs."""
@@ -207,19 +207,20 @@ class EvalOptions:
     """A segmenter folder written by `segmenter train` to use as the reference instead of training
     one (e.g. one fine-tuned at this resolution from a half-resolution start); its ceiling is still
     measured here, on this dataset's validation report half."""
-    segmenter_width: int = 24
-    segmenter_max_steps: int = 3000
+    # the segmenter recipe's defaults are SegmenterConfig's: one place to change them
+    segmenter_width: int = SegmenterConfig.width
+    segmenter_max_steps: int = SegmenterConfig.max_steps
     """Upper bound on the reference segmenter's steps (it stops earlier, on validation)."""
     usefulness_max_steps: int | None = None
     """Upper bound on each usefulness segmenter's steps (default: segmenter_max_steps); the same for
     every regime, so regimes stay comparable."""
-    dice_weight: float = 0.0
+    dice_weight: float = SegmenterConfig.dice_weight
     """Soft Dice weight of every segmenter trained here (reference and usefulness)."""
-    repeat_threshold: float = 0.0
+    repeat_threshold: float = SegmenterConfig.repeat_threshold
     """Rare-class oversampling of every segmenter trained here (see SegmenterConfig)."""
-    weight_ema: float = 0.0
+    weight_ema: float = SegmenterConfig.weight_ema
     """Weight averaging of every segmenter trained here (see SegmenterConfig)."""
-    patience: int = 4
+    patience: int = SegmenterConfig.patience
     """Early stopping of every segmenter trained here (see SegmenterConfig; 0: none)."""
     inception_weights: str | None = None
     real_subset: list[int] | None = None
@@ -227,12 +228,12 @@ class EvalOptions:
     the labels a run kept under a label budget. None: N samples drawn per seed."""
     stream: StreamOptions | None = None
     """With it, the 'streamed' regimes too: pairs drawn fresh from the model at every step."""
-    stream_on_top: bool = False
+    stream_on_top: bool = SegmenterConfig.synthetic_on_top
     """The streamed regimes with real labels: their pairs added on top of a full real batch instead of
     taken from it (SegmenterConfig.synthetic_on_top)."""
-    synthetic_target: str = "soft"
+    synthetic_target: str = SegmenterConfig.synthetic_target
     """How streamed pairs teach: soft | hard | weighted | confident (see SegmenterConfig)."""
-    min_confidence: float = 0.5
+    min_confidence: float = SegmenterConfig.min_confidence
     """'confident' targets: the top probability below which a pixel carries no loss."""
     synthetic_blind: str = "none"
     """Classes the streamed pairs say nothing about (SegmenterConfig.synthetic_blind): 'none', 'auto'
