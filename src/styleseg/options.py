@@ -15,7 +15,14 @@ FIT_MODES = ("pad-edge", "crop")
 SYNTHETIC_TARGETS = ("soft", "hard", "weighted", "confident")
 # segmenter options that change nothing without a pair stream: left out of cache keys then, so
 # caches made before they existed stay valid
-STREAM_ONLY = ("synthetic_share", "synthetic_on_top", "synthetic_target", "min_confidence", "synthetic_blind")
+STREAM_ONLY = (
+    "synthetic_share",
+    "synthetic_on_top",
+    "synthetic_target",
+    "min_confidence",
+    "synthetic_blind",
+    "class_mix",
+)
 
 
 @dataclass
@@ -66,6 +73,12 @@ class SegmenterConfig:
     pixel; instead their logits are left out of the generated rows' softmax and Dice term (no
     gradient either way), and a generated pixel counts as much as its target is not one of them.
     Real labels still teach them."""
+    class_mix: float = 0.0
+    """Beside real labels: the share of generated pairs that get half of the classes (background
+    aside) of a real sample of the same batch pasted over them, image and target alike, the pasted
+    pixels' target their real label (ClassMix, Olsson et al. 2021, across the two domains as in
+    DACS, Tranheden et al. 2021): generated people with real garments and skin in them, so that what
+    the pairs teach meets real pixels in one image. 0: the pairs as drawn."""
     dtype: str = "auto"
     """fp32 | bf16 | auto (bf16 on GPUs and on CPUs with bf16 instructions)."""
     seed: int = 0
@@ -91,11 +104,17 @@ class SegmenterConfig:
             raise StylesegError(f"synthetic targets must be one of {SYNTHETIC_TARGETS}, not '{self.synthetic_target}'")
         if not 0 <= self.min_confidence <= 1:
             raise StylesegError(f"min confidence must be in [0, 1], not {self.min_confidence}")
+        if not 0 <= self.class_mix <= 1:
+            raise StylesegError(f"class mix must be a share in [0, 1], not {self.class_mix}")
+        if self.class_mix and self.synthetic_share >= 1:
+            raise StylesegError(
+                "class mix pastes real samples into generated pairs: it needs real labels (a share below 1)"
+            )
 
     def synthetic_only(self) -> SegmenterConfig:
         """This recipe for training on generated pairs alone: every sample of a batch generated, so
         one such segmenter serves (and is cached for) every share a mixed regime uses."""
-        return replace(self, synthetic_share=1.0, synthetic_on_top=False)
+        return replace(self, synthetic_share=1.0, synthetic_on_top=False, class_mix=0.0)
 
 
 @dataclass

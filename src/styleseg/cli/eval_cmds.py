@@ -156,6 +156,14 @@ def register(sub) -> None:
         "1: synthetic only)",
     )
     t.add_argument(
+        "--class-mix",
+        type=float,
+        default=SegmenterConfig.class_mix,
+        metavar="SHARE",
+        help="with --generator beside real labels: share of streamed pairs that get half of the classes of a real "
+        "sample of the batch pasted over them, image and label alike (ClassMix across the two; default 0)",
+    )
+    t.add_argument(
         "--synthetic-first",
         action="store_true",
         help="with --generator: train on its pairs alone first (stopping on validation), then fine-tune on the "
@@ -383,9 +391,15 @@ def cmd_seg_train(args) -> int:
         e = PreparedDataset(Path(extra))
         sets.append((e, np.flatnonzero(e.labeled)))  # every labeled sample of an extra set
     if args.generator is None and (
-        args.synthetic_first or args.classes or args.synthetic_on_top or args.synthetic_blind != "none"
+        args.synthetic_first
+        or args.classes
+        or args.synthetic_on_top
+        or args.synthetic_blind != "none"
+        or args.class_mix
     ):
-        raise StylesegError("--synthetic-first, --synthetic-on-top, --synthetic-blind and --classes need --generator")
+        raise StylesegError(
+            "--synthetic-first, --synthetic-on-top, --synthetic-blind, --class-mix and --classes need --generator"
+        )
     stream = None
     if args.generator is not None:
         stream_type = args.stream_type or PairStream
@@ -406,6 +420,7 @@ def cmd_seg_train(args) -> int:
         synthetic_target=args.targets,
         min_confidence=args.min_confidence,
         synthetic_blind=tuple(blind),
+        class_mix=args.class_mix,
         **recipe(args),
     )
     select = (ds, validation_halves(ds)[0])
