@@ -16,7 +16,13 @@ from safetensors.torch import load_file
 
 from styleseg.data.store import PreparedDataset
 from styleseg.errors import StylesegError
-from styleseg.metrics.segmenter_train import batch_split, segmentation_loss, synthetic_targets, train_segmenter
+from styleseg.metrics.segmenter_train import (
+    batch_split,
+    paste_real_classes,
+    segmentation_loss,
+    synthetic_targets,
+    train_segmenter,
+)
 from styleseg.models.load import load_generator
 from styleseg.options import SegmenterConfig, StreamOptions
 from styleseg.sampling import seed_latents, seed_z, synthesize
@@ -219,6 +225,73 @@ def test_pairs_on_top_keep_a_full_real_batch_and_are_the_same_share_of_a_larger_
     assert cfg.synthetic_only().synthetic_share == 1 and not cfg.synthetic_only().synthetic_on_top
     with pytest.raises(StylesegError, match="share below 1"):
         replace(cfg, synthetic_share=1.0)
+
+
+def test_class_mix_pastes_half_of_a_real_rows_classes_whole_over_its_share_of_generated_rows():
+    k, h, w = 5, 6, 4
+    labels = torch.zeros(2, h, w, dtype=torch.long)
+    labels[0, :2], labels[0, 2:4, :2], labels[0, 4:] = 1, 2, 3  # three classes besides background
+    # real row 1 shows background alone: nothing of it is ever pasted
+    x = torch.cat([torch.full((1, 3, h, w), float(v)) for v in (10, 20, 0, 1, 2, 3, 4, 5)])
+    probs = torch.rand(6, k, h, w).softmax(1)
+    before = (x.clone(), probs.clone())
+    mixed, mixed_probs = paste_real_classes(x, labels, probs, 1.0, torch.Generator().manual_seed(0))
+    assert torch.equal(x, before[0]) and torch.equal(probs, before[1])  # the inputs stay as they were
+    assert torch.equal(mixed[:2], x[:2])  # real rows are never changed
+    onehot = torch.nn.functional.one_hot(labels[0], k).permute(2, 0, 1).float()
+    from_row0 = 0
+    for i in range(6):
+        changed = (mixed[2 + i] != x[2 + i]).any(0)
+        if not changed.any():
+            assert torch.equal(mixed_probs[i], probs[i])
+            continue
+        from_row0 += 1
+        assert (mixed[2 + i][:, changed] == 10).all()  # the image's pixels come from real row 0
+        pasted = labels[0][changed].unique().tolist()
+        assert len(pasted) == 2 and 0 not in pasted  # half of its 3 classes, rounded up; never background
+        assert torch.equal(changed, torch.isin(labels[0], torch.tensor(pasted)))  # whole classes
+        assert torch.equal(mixed_probs[i][:, changed], onehot[:, changed])  # their targets: the real label
+        assert torch.equal(mixed_probs[i][:, ~changed], probs[i][:, ~changed])
+    assert 0 < from_row0 < 6  # with share 1 every row drew a donor: some drew row 0, some row 1
+    again = paste_real_classes(x, labels, probs, 1.0, torch.Generator().manual_seed(0))
+    assert torch.equal(again[0], mixed) and torch.equal(again[1], mixed_probs)  # a function of the generator
+    unmixed = paste_real_classes(x, labels, probs, 0.0, torch.Generator().manual_seed(0))
+    assert torch.equal(unmixed[0], x) and torch.equal(unmixed[1], probs)
+    # the share: of 400 generated rows, each pasted on with probability 0.5 (row 0 alone as donor)
+    many = paste_real_classes(
+        torch.cat([torch.ones(1, 3, h, w), torch.zeros(400, 3, h, w)]),
+        labels[:1],
+        torch.rand(400, k, h, w),
+        0.5,
+        torch.Generator().manual_seed(1),
+    )[0]
+    share = float((many[1:] != 0).flatten(1).any(1).float().mean())
+    assert 0.4 < share < 0.6, share
+
+
+def test_class_mix_needs_real_rows_reaches_training_and_keys_streamed_segmenters_only(model, prepared_tiny):
+    from styleseg.metrics.segmenter_train import fingerprint
+
+    ds = PreparedDataset(prepared_tiny)
+    real = [(ds, np.flatnonzero(ds.labeled))]
+    cfg = SegmenterConfig(num_classes=ds.class_map.num_classes, width=4, max_steps=2, batch=6, dtype="fp32")
+    with pytest.raises(StylesegError, match="needs real labels"):
+        replace(cfg, synthetic_share=1.0, class_mix=0.5)
+    with pytest.raises(StylesegError, match="class mix"):
+        replace(cfg, class_mix=1.5)
+    assert replace(cfg, class_mix=0.5).synthetic_only().class_mix == 0
+    stream = PairStream(model, StreamOptions(), CPU, dtype="fp32")
+    weights = {}
+    for share in (0.0, 1.0):
+        trained, _ = train_segmenter(
+            real, replace(cfg, class_mix=share), CPU, None, log=lambda *_: None, synthetic=stream
+        )
+        weights[share] = torch.cat([p.detach().flatten() for p in trained.parameters()])
+    assert not torch.equal(weights[0.0], weights[1.0])  # the pasted pairs reach the loss
+    streamed = {"synthetic": {"seed": 0}}
+    mixed = replace(cfg, class_mix=0.5)
+    assert fingerprint(real, mixed) == fingerprint(real, cfg)  # without a stream it changes nothing
+    assert fingerprint(real, mixed, streamed) != fingerprint(real, cfg, streamed)
 
 
 def test_on_top_keys_the_cache_of_streamed_segmenters_only(prepared_tiny):
