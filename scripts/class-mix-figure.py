@@ -1,0 +1,73 @@
+"""What `segmenter train --class-mix` shows the segmenter: streamed pairs with half of a real
+sample's classes pasted over them (docs/class-mix.png).
+
+    python scripts/class-mix-figure.py --data prepared/viton64 --generator viton64-lip12 --out docs/class-mix.png
+
+Per row: the generated pair (image, mask), the real sample it takes classes from (image, label),
+and what the segmenter is taught with (image, target's argmax). The real samples are labelled train
+samples from `--first` on; each row's donor is drawn as training draws it (`paste_real_classes`).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+
+from styleseg.cli.common import load_generator_spec
+from styleseg.data.pixels import to_signed
+from styleseg.data.store import PreparedDataset
+from styleseg.metrics.segmenter_train import paste_real_classes
+from styleseg.options import StreamOptions
+from styleseg.stream import PairStream
+from styleseg.viz import colorize, grid, save_png, upscale, with_legend
+
+
+def to_uint8(image: torch.Tensor) -> np.ndarray:
+    return ((image.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, help="a prepared dataset")
+    parser.add_argument("--generator", required=True, help="a shipped model's name or a checkpoint")
+    parser.add_argument("--out", required=True, help="PNG to write")
+    parser.add_argument("--rows", type=int, default=6)
+    parser.add_argument("--first", type=int, default=100, help="first labelled train sample shown")
+    parser.add_argument("--step", type=int, default=3, help="which step's streamed pairs")
+    parser.add_argument("--seed", type=int, default=5, help="seed of the draws that pick donors and classes")
+    args = parser.parse_args()
+    device, n = torch.device("cpu"), args.rows
+    ds = PreparedDataset(args.data)
+    stream = PairStream(load_generator_spec(args.generator, device), StreamOptions(style_mixing=0.5), device)
+    batch = stream.draw(args.step, n)
+    idx = ds.indices("train", labeled_only=True)[args.first : args.first + n]
+    if len(idx) < n:
+        raise SystemExit(f"{args.data}: fewer than {n} labelled train samples from --first {args.first}")
+    real = to_signed(torch.from_numpy(np.asarray(ds.images[idx])).permute(0, 3, 1, 2))
+    labels = torch.from_numpy(np.asarray(ds.masks[idx])).long()
+    x = torch.cat([real, batch.images])
+    gen = torch.Generator().manual_seed(args.seed)
+    state = gen.get_state()
+    torch.rand(n, generator=gen)  # the draws paste_real_classes makes first: which rows, then donors
+    donors = torch.randint(0, n, (n,), generator=gen).tolist()
+    gen.set_state(state)
+    mixed, targets = paste_real_classes(x, labels, batch.probs, 1.0, gen)
+    palette = ds.class_map.palette
+    tiles = []
+    for i in range(n):
+        tiles += [
+            to_uint8(x[n + i]),
+            colorize(batch.probs[i].argmax(0).numpy(), palette),
+            to_uint8(x[donors[i]]),
+            colorize(labels[donors[i]].numpy(), palette),
+            to_uint8(mixed[n + i]),
+            colorize(targets[i].argmax(0).numpy(), palette),
+        ]
+    save_png(with_legend(upscale(grid(tiles, cols=6), 2), ds.class_map.classes, palette), args.out)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
