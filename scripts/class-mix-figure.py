@@ -5,7 +5,7 @@ sample's classes pasted over them (docs/class-mix.png).
 
 Per row: the generated pair (image, mask), the real sample it takes classes from (image, label),
 and what the segmenter is taught with (image, target's argmax). The real samples are labelled train
-samples from `--first` on; each row's donor is drawn as training draws it (`paste_real_classes`).
+samples from `--first` on; each row's donor is the one `paste_real_classes` drew, as in training.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from styleseg.cli.common import load_generator_spec
-from styleseg.data.pixels import to_signed
+from styleseg.data.pixels import to_signed, to_uint8
 from styleseg.data.store import PreparedDataset
 from styleseg.metrics.segmenter_train import paste_real_classes
 from styleseg.options import StreamOptions
@@ -24,8 +24,9 @@ from styleseg.stream import PairStream
 from styleseg.viz import colorize, grid, save_png, upscale, with_legend
 
 
-def to_uint8(image: torch.Tensor) -> np.ndarray:
-    return ((image.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
+def picture(image: torch.Tensor) -> np.ndarray:
+    """(3, H, W) in [-1, 1] -> (H, W, 3) uint8."""
+    return to_uint8(image).permute(1, 2, 0).numpy()
 
 
 def main() -> None:
@@ -48,21 +49,16 @@ def main() -> None:
     real = to_signed(torch.from_numpy(np.asarray(ds.images[idx])).permute(0, 3, 1, 2))
     labels = torch.from_numpy(np.asarray(ds.masks[idx])).long()
     x = torch.cat([real, batch.images])
-    gen = torch.Generator().manual_seed(args.seed)
-    state = gen.get_state()
-    torch.rand(n, generator=gen)  # the draws paste_real_classes makes first: which rows, then donors
-    donors = torch.randint(0, n, (n,), generator=gen).tolist()
-    gen.set_state(state)
-    mixed, targets = paste_real_classes(x, labels, batch.probs, 1.0, gen)
+    mixed, targets, donors = paste_real_classes(x, labels, batch.probs, 1.0, torch.Generator().manual_seed(args.seed))
     palette = ds.class_map.palette
     tiles = []
     for i in range(n):
         tiles += [
-            to_uint8(x[n + i]),
+            picture(x[n + i]),
             colorize(batch.probs[i].argmax(0).numpy(), palette),
-            to_uint8(x[donors[i]]),
+            picture(x[donors[i]]),
             colorize(labels[donors[i]].numpy(), palette),
-            to_uint8(mixed[n + i]),
+            picture(mixed[n + i]),
             colorize(targets[i].argmax(0).numpy(), palette),
         ]
     save_png(with_legend(upscale(grid(tiles, cols=6), 2), ds.class_map.classes, palette), args.out)

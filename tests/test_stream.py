@@ -235,7 +235,7 @@ def test_class_mix_pastes_half_of_a_real_rows_classes_whole_over_its_share_of_ge
     x = torch.cat([torch.full((1, 3, h, w), float(v)) for v in (10, 20, 0, 1, 2, 3, 4, 5)])
     probs = torch.rand(6, k, h, w).softmax(1)
     before = (x.clone(), probs.clone())
-    mixed, mixed_probs = paste_real_classes(x, labels, probs, 1.0, torch.Generator().manual_seed(0))
+    mixed, mixed_probs, donors = paste_real_classes(x, labels, probs, 1.0, torch.Generator().manual_seed(0))
     assert torch.equal(x, before[0]) and torch.equal(probs, before[1])  # the inputs stay as they were
     assert torch.equal(mixed[:2], x[:2])  # real rows are never changed
     onehot = torch.nn.functional.one_hot(labels[0], k).permute(2, 0, 1).float()
@@ -243,8 +243,9 @@ def test_class_mix_pastes_half_of_a_real_rows_classes_whole_over_its_share_of_ge
     for i in range(6):
         changed = (mixed[2 + i] != x[2 + i]).any(0)
         if not changed.any():
-            assert torch.equal(mixed_probs[i], probs[i])
+            assert torch.equal(mixed_probs[i], probs[i]) and donors[i] is None  # row 1: nothing to paste
             continue
+        assert donors[i] == 0
         from_row0 += 1
         assert (mixed[2 + i][:, changed] == 10).all()  # the image's pixels come from real row 0
         pasted = labels[0][changed].unique().tolist()
@@ -254,9 +255,9 @@ def test_class_mix_pastes_half_of_a_real_rows_classes_whole_over_its_share_of_ge
         assert torch.equal(mixed_probs[i][:, ~changed], probs[i][:, ~changed])
     assert 0 < from_row0 < 6  # with share 1 every row drew a donor: some drew row 0, some row 1
     again = paste_real_classes(x, labels, probs, 1.0, torch.Generator().manual_seed(0))
-    assert torch.equal(again[0], mixed) and torch.equal(again[1], mixed_probs)  # a function of the generator
+    assert torch.equal(again[0], mixed) and torch.equal(again[1], mixed_probs) and again[2] == donors
     unmixed = paste_real_classes(x, labels, probs, 0.0, torch.Generator().manual_seed(0))
-    assert torch.equal(unmixed[0], x) and torch.equal(unmixed[1], probs)
+    assert torch.equal(unmixed[0], x) and torch.equal(unmixed[1], probs) and unmixed[2] == [None] * 6
     # the share: of 400 generated rows, each pasted on with probability 0.5 (row 0 alone as donor)
     many = paste_real_classes(
         torch.cat([torch.ones(1, 3, h, w), torch.zeros(400, 3, h, w)]),

@@ -106,29 +106,30 @@ def _augment(x: torch.Tensor, masks: torch.Tensor | None, probs: torch.Tensor | 
 
 def paste_real_classes(
     x: torch.Tensor, labels: torch.Tensor, probs: torch.Tensor, share: float, gen: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, list[int | None]]:
     """ClassMix across domains (`SegmenterConfig.class_mix`): x holds the real rows (class ids
     `labels`) and then the generated ones (class probabilities `probs`). Each generated row, with
     probability `share`, takes a real row of the batch (drawn uniformly) and half of the classes its
     label shows, rounded up, background aside (so the generated person keeps its place and the real
     one's parts land on it rather than a real backdrop over it): those pixels' image and target
-    become the real row's (its label as a one-hot target). Returns new (x, probs); the inputs are
-    left as they were."""
+    become the real row's (its label as a one-hot target). Returns new (x, probs) and each generated
+    row's donor (its real row, or None where nothing was pasted); the inputs are left as they were."""
     n_real, n_syn, k = labels.shape[0], probs.shape[0], probs.shape[1]
     chosen = (torch.rand(n_syn, generator=gen) < share).tolist()
     donors = torch.randint(0, n_real, (n_syn,), generator=gen).tolist()
     keys = torch.rand(n_syn, k, generator=gen)  # a random order of the classes, per row
-    x, probs = x.clone(), probs.clone()
+    x, probs, used = x.clone(), probs.clone(), [None] * n_syn
     for i in (i for i in range(n_syn) if chosen[i]):
         label = labels[donors[i]]
-        shown = [c for c in range(1, k) if bool((label == c).any())]
+        shown = [c for c in label.unique().tolist() if c != 0]
         if not shown:
             continue
         order = sorted(shown, key=lambda c: float(keys[i, c]))
         pasted = torch.isin(label, torch.tensor(order[: (len(shown) + 1) // 2], device=label.device))
         x[n_real + i][:, pasted] = x[donors[i]][:, pasted]
         probs[i][:, pasted] = F.one_hot(label[pasted], k).T.to(probs.dtype)
-    return x, probs
+        used[i] = donors[i]
+    return x, probs, used
 
 
 def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
@@ -384,7 +385,7 @@ def train_segmenter(
         if cfg.augment:
             x, y, probs = _augment(x, y, probs, run.gen)
         if cfg.class_mix and n_real and probs is not None:
-            x, probs = paste_real_classes(x, y, probs, cfg.class_mix, run.gen)
+            x, probs, _ = paste_real_classes(x, y, probs, cfg.class_mix, run.gen)
         if probs is not None:
             syn_target, syn_weight = synthetic_targets(probs, cfg.synthetic_target, cfg.min_confidence)
         with autocast:
