@@ -49,7 +49,9 @@ def main() -> None:
     real = to_signed(torch.from_numpy(np.asarray(ds.images[idx])).permute(0, 3, 1, 2))
     labels = torch.from_numpy(np.asarray(ds.masks[idx])).long()
     x = torch.cat([real, batch.images])
-    mixed, targets, donors = paste_real_classes(x, labels, batch.probs, 1.0, torch.Generator().manual_seed(args.seed))
+    mixed, targets, donors, _ = paste_real_classes(
+        x, labels, batch.probs, 1.0, torch.Generator().manual_seed(args.seed)
+    )
     palette = ds.class_map.palette
     tiles = []
     for i in range(n):

@@ -144,6 +144,36 @@ def test_blind_classes_get_no_gradient_from_generated_rows_and_the_rest_is_their
         SegmenterConfig(num_classes=k, synthetic_blind=(0,))  # background is never blind
 
 
+def test_pixels_pasted_from_real_rows_teach_the_blind_classes_like_real_ones():
+    torch.manual_seed(1)
+    k, blind = 4, [3]
+    logits = torch.randn(2, k, 2, 5, requires_grad=True)
+    labels = torch.randint(0, k, (1, 2, 5))
+    probs = torch.rand(1, k, 2, 5).softmax(1)
+    real_px = torch.zeros(1, 2, 5, dtype=torch.bool)
+    real_px[0, :, :2] = True  # two columns of the generated row were pasted: a real coat (class 3)
+    probs[0, :, real_px[0]] = torch.nn.functional.one_hot(torch.tensor(3), k).float()[:, None]
+    loss = segmentation_loss(logits, labels, probs, dice_weight=0.0, blind=blind, syn_real=real_px)
+    loss.backward()
+    assert logits.grad[1, 3][~real_px[0]].abs().max() == 0  # generated pixels: nothing about class 3
+    assert logits.grad[1, 3][real_px[0]].abs().min() > 0  # pasted pixels teach it, at full weight
+    real = torch.nn.functional.cross_entropy(logits[:1], labels, reduction="none")[0]
+    pasted = torch.nn.functional.cross_entropy(logits[1:], torch.full((1, 2, 5), 3), reduction="none")[0]
+    keep = [0, 1, 2]
+    target = probs[0, keep] / probs[0, keep].sum(0, keepdim=True)
+    generated = -(target * logits[1, keep].log_softmax(0)).sum(0)
+    syn = torch.where(real_px[0], pasted, generated)
+    weight = torch.cat([torch.ones(2, 5), torch.where(real_px[0], 1.0, 1 - probs[0, 3])])
+    want = (torch.cat([real, syn]) * weight).sum() / weight.sum()
+    torch.testing.assert_close(loss, want)
+    # nothing pasted: the same as the rule without syn_real
+    none = torch.zeros_like(real_px)
+    torch.testing.assert_close(
+        segmentation_loss(logits, labels, probs, blind=blind, syn_real=none),
+        segmentation_loss(logits, labels, probs, blind=blind),
+    )
+
+
 def test_undrawn_classes_are_those_no_generated_mask_shows(model):
     stream = PairStream(model, StreamOptions(), CPU, dtype="fp32")
     seen = torch.zeros(len(stream.class_map.classes), dtype=torch.bool)
@@ -235,13 +265,14 @@ def test_class_mix_pastes_half_of_a_real_rows_classes_whole_over_its_share_of_ge
     x = torch.cat([torch.full((1, 3, h, w), float(v)) for v in (10, 20, 0, 1, 2, 3, 4, 5)])
     probs = torch.rand(6, k, h, w).softmax(1)
     before = (x.clone(), probs.clone())
-    mixed, mixed_probs, donors = paste_real_classes(x, labels, probs, 1.0, torch.Generator().manual_seed(0))
+    mixed, mixed_probs, donors, pasted_px = paste_real_classes(x, labels, probs, 1.0, torch.Generator().manual_seed(0))
     assert torch.equal(x, before[0]) and torch.equal(probs, before[1])  # the inputs stay as they were
     assert torch.equal(mixed[:2], x[:2])  # real rows are never changed
     onehot = torch.nn.functional.one_hot(labels[0], k).permute(2, 0, 1).float()
     from_row0 = 0
     for i in range(6):
         changed = (mixed[2 + i] != x[2 + i]).any(0)
+        assert torch.equal(pasted_px[i], changed)  # the pixels it reports as real are those it pasted
         if not changed.any():
             assert torch.equal(mixed_probs[i], probs[i]) and donors[i] is None  # row 1: nothing to paste
             continue

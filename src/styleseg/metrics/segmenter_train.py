@@ -29,7 +29,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -104,21 +104,32 @@ def _augment(x: torch.Tensor, masks: torch.Tensor | None, probs: torch.Tensor | 
     return torch.lerp(luma, x, p["sat"]), masks, probs
 
 
+class ClassMix(NamedTuple):
+    """What `paste_real_classes` returns: the batch's images and the generated rows' targets after
+    pasting, each generated row's donor (its real row, or None), and which generated pixels now
+    carry a real label (n_syn, H, W)."""
+
+    images: torch.Tensor
+    probs: torch.Tensor
+    donors: list[int | None]
+    pasted: torch.Tensor
+
+
 def paste_real_classes(
     x: torch.Tensor, labels: torch.Tensor, probs: torch.Tensor, share: float, gen: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor, list[int | None]]:
+) -> ClassMix:
     """ClassMix across domains (`SegmenterConfig.class_mix`): x holds the real rows (class ids
     `labels`) and then the generated ones (class probabilities `probs`). Each generated row, with
     probability `share`, takes a real row of the batch (drawn uniformly) and half of the classes its
     label shows, rounded up, background aside (so the generated person keeps its place and the real
     one's parts land on it rather than a real backdrop over it): those pixels' image and target
-    become the real row's (its label as a one-hot target). Returns new (x, probs) and each generated
-    row's donor (its real row, or None where nothing was pasted); the inputs are left as they were."""
+    become the real row's (its label as a one-hot target). The inputs are left as they were."""
     n_real, n_syn, k = labels.shape[0], probs.shape[0], probs.shape[1]
     chosen = (torch.rand(n_syn, generator=gen) < share).tolist()
     donors = torch.randint(0, n_real, (n_syn,), generator=gen).tolist()
     keys = torch.rand(n_syn, k, generator=gen)  # a random order of the classes, per row
     x, probs, used = x.clone(), probs.clone(), [None] * n_syn
+    real_pixels = torch.zeros(n_syn, *probs.shape[2:], dtype=torch.bool, device=probs.device)
     for i in (i for i in range(n_syn) if chosen[i]):
         label = labels[donors[i]]
         shown = [c for c in label.unique().tolist() if c != 0]
@@ -128,8 +139,8 @@ def paste_real_classes(
         pasted = torch.isin(label, torch.tensor(order[: (len(shown) + 1) // 2], device=label.device))
         x[n_real + i][:, pasted] = x[donors[i]][:, pasted]
         probs[i][:, pasted] = F.one_hot(label[pasted], k).T.to(probs.dtype)
-        used[i] = donors[i]
-    return x, probs, used
+        used[i], real_pixels[i] = donors[i], pasted
+    return ClassMix(x, probs, used, real_pixels)
 
 
 def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
@@ -166,13 +177,21 @@ def synthetic_targets(probs: torch.Tensor, mode: str, min_confidence: float):
 
 
 def segmentation_loss(
-    logits, labels, syn_target=None, syn_weight=None, dice_weight: float = 0.0, blind: Sequence[int] = ()
+    logits,
+    labels,
+    syn_target=None,
+    syn_weight=None,
+    dice_weight: float = 0.0,
+    blind: Sequence[int] = (),
+    syn_real: torch.Tensor | None = None,
 ):
     """Cross-entropy (+ dice_weight x soft Dice) of a batch whose first rows have class ids `labels`
     and whose last rows have synthetic targets (class ids or probabilities) with optional weights.
-    `blind`: classes the synthetic rows say nothing about: their logits are left out of those rows'
-    softmax (no gradient either way), so a class the generator never draws is not taught as absent,
-    and a pixel counts as much as its target is not a blind class."""
+    `blind`: classes the generated pixels say nothing about: their logits are left out of those
+    pixels' softmax (no gradient either way), so a class the generator never draws is not taught as
+    absent, and a pixel counts as much as its target is not a blind class. `syn_real` (n_syn, H, W):
+    the synthetic rows' pixels that carry a real label (`paste_real_classes`), which the blind
+    classes' rule spares: a pasted coat is a coat."""
     logits = logits.float()
     if syn_target is None:
         loss = F.cross_entropy(logits, labels)
@@ -185,13 +204,14 @@ def segmentation_loss(
     soft = syn_target if syn_target.dtype != torch.long else F.one_hot(syn_target, k).permute(0, 3, 1, 2).float()
     if blind:  # a generated pixel says nothing about the blind classes, and counts as much as it is not one
         blind_idx = torch.as_tensor(list(blind), device=soft.device)
-        seen = 1 - soft.index_select(1, blind_idx).sum(1)  # (n_syn, H, W)
+        generated = torch.ones_like(soft[:, 0], dtype=torch.bool) if syn_real is None else ~syn_real
+        seen = torch.where(generated, 1 - soft.index_select(1, blind_idx).sum(1), 1.0)  # (n_syn, H, W)
         syn_weight = seen if syn_weight is None else syn_weight * seen
-        soft = soft.index_fill(1, blind_idx, 0.0)
-        soft = soft / soft.sum(1, keepdim=True).clamp_min(1e-12)
-        # out of the generated rows' softmax, so out of their cross-entropy and Dice alike
-        hidden = torch.zeros(len(logits), k, 1, 1, dtype=torch.bool, device=logits.device)
-        hidden[-n_syn:, list(blind)] = True
+        without = soft.index_fill(1, blind_idx, 0.0)
+        soft = torch.where(generated[:, None], without / without.sum(1, keepdim=True).clamp_min(1e-12), soft)
+        # out of the generated pixels' softmax, so out of their cross-entropy and Dice alike
+        hidden = torch.zeros(len(logits), k, *logits.shape[2:], dtype=torch.bool, device=logits.device)
+        hidden[-n_syn:, list(blind)] = generated[:, None]
         logits = logits.masked_fill(hidden, float("-inf"))
     target = torch.cat(parts + [soft]) if parts else soft
     weight = torch.ones(target.shape[0], *target.shape[2:], device=logits.device)
@@ -375,7 +395,7 @@ def train_segmenter(
             )
             images, masks = _gather(datasets, pool_ds[pick], pool_idx[pick], run.rng.random(n_real) < 0.5)
             x, y = to_signed(images).to(device), masks.long().to(device)
-        syn_target = syn_weight = probs = None
+        syn_target = syn_weight = probs = syn_real = None
         if n_syn:
             started = time.perf_counter()
             batch = synthetic.draw(step, n_syn)
@@ -385,12 +405,12 @@ def train_segmenter(
         if cfg.augment:
             x, y, probs = _augment(x, y, probs, run.gen)
         if cfg.class_mix and n_real and probs is not None:
-            x, probs, _ = paste_real_classes(x, y, probs, cfg.class_mix, run.gen)
+            x, probs, _, syn_real = paste_real_classes(x, y, probs, cfg.class_mix, run.gen)
         if probs is not None:
             syn_target, syn_weight = synthetic_targets(probs, cfg.synthetic_target, cfg.min_confidence)
         with autocast:
             logits = model(x)
-        loss = segmentation_loss(logits, y, syn_target, syn_weight, cfg.dice_weight, cfg.synthetic_blind)
+        loss = segmentation_loss(logits, y, syn_target, syn_weight, cfg.dice_weight, cfg.synthetic_blind, syn_real)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
