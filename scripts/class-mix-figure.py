@@ -46,8 +46,8 @@ def main() -> None:
     idx = ds.indices("train", labeled_only=True)[args.first : args.first + n]
     if len(idx) < n:
         raise SystemExit(f"{args.data}: fewer than {n} labelled train samples from --first {args.first}")
-    real = to_signed(torch.from_numpy(np.asarray(ds.images[idx])).permute(0, 3, 1, 2))
-    labels = torch.from_numpy(np.asarray(ds.masks[idx])).long()
+    images, masks = ds.load_batch(idx)
+    real, labels = to_signed(images), masks.long()
     x = torch.cat([real, batch.images])
     mixed, targets, donors, _ = paste_real_classes(
         x, labels, batch.probs, 1.0, torch.Generator().manual_seed(args.seed)
