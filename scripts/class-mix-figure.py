@@ -12,21 +12,16 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
 import torch
 
 from styleseg.cli.common import load_generator_spec
-from styleseg.data.pixels import to_signed, to_uint8
+from styleseg.data.pixels import to_signed
 from styleseg.data.store import PreparedDataset
 from styleseg.metrics.segmenter_train import paste_real_classes
 from styleseg.options import StreamOptions
+from styleseg.sampling import to_uint8_images
 from styleseg.stream import PairStream
 from styleseg.viz import colorize, grid, save_png, upscale, with_legend
-
-
-def picture(image: torch.Tensor) -> np.ndarray:
-    """(3, H, W) in [-1, 1] -> (H, W, 3) uint8."""
-    return to_uint8(image).permute(1, 2, 0).numpy()
 
 
 def main() -> None:
@@ -49,19 +44,19 @@ def main() -> None:
     images, masks = ds.load_batch(idx)
     real, labels = to_signed(images), masks.long()
     x = torch.cat([real, batch.images])
-    mixed, targets, donors, _ = paste_real_classes(
-        x, labels, batch.probs, 1.0, torch.Generator().manual_seed(args.seed)
-    )
+    mix = paste_real_classes(x, labels, batch.probs, 1.0, torch.Generator().manual_seed(args.seed))
+    shown, taught = to_uint8_images(x), to_uint8_images(mix.images)
     palette = ds.class_map.palette
     tiles = []
     for i in range(n):
+        donor = mix.donors[i]
         tiles += [
-            picture(x[n + i]),
+            shown[n + i],
             colorize(batch.probs[i].argmax(0).numpy(), palette),
-            picture(x[donors[i]]),
-            colorize(labels[donors[i]].numpy(), palette),
-            picture(mixed[n + i]),
-            colorize(targets[i].argmax(0).numpy(), palette),
+            shown[donor],
+            colorize(labels[donor].numpy(), palette),
+            taught[n + i],
+            colorize(mix.probs[i].argmax(0).numpy(), palette),
         ]
     save_png(with_legend(upscale(grid(tiles, cols=6), 2), ds.class_map.classes, palette), args.out)
     print(f"wrote {args.out}")
