@@ -19,7 +19,7 @@ from styleseg.data.pixels import to_signed
 from styleseg.data.store import PreparedDataset
 from styleseg.metrics.segmenter_train import paste_real_classes
 from styleseg.options import StreamOptions
-from styleseg.sampling import to_uint8_images
+from styleseg.sampling import to_class_ids, to_uint8_images
 from styleseg.stream import PairStream
 from styleseg.viz import colorize, grid, save_png, upscale, with_legend
 
@@ -46,17 +46,18 @@ def main() -> None:
     x = torch.cat([real, batch.images])
     mix = paste_real_classes(x, labels, batch.probs, 1.0, torch.Generator().manual_seed(args.seed))
     shown, taught = to_uint8_images(x), to_uint8_images(mix.images)
+    drawn, targets, real_labels = to_class_ids(batch.probs), to_class_ids(mix.probs), labels.numpy()
     palette = ds.class_map.palette
     tiles = []
     for i in range(n):
         donor = mix.donors[i]
         tiles += [
             shown[n + i],
-            colorize(batch.probs[i].argmax(0).numpy(), palette),
+            colorize(drawn[i], palette),
             shown[donor],
-            colorize(labels[donor].numpy(), palette),
+            colorize(real_labels[donor], palette),
             taught[n + i],
-            colorize(mix.probs[i].argmax(0).numpy(), palette),
+            colorize(targets[i], palette),
         ]
     save_png(with_legend(upscale(grid(tiles, cols=6), 2), ds.class_map.classes, palette), args.out)
     print(f"wrote {args.out}")
